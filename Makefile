@@ -1,0 +1,30 @@
+# Two commands for a newcomer: `make run` and `make test` (see README.md).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: run test bench golden clean
+
+$(STAMP): pyproject.toml scripts/debian-packages
+	bash scripts/debian-packages
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/lxcwatch $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(ARGS)
+
+# Rewrite the end-to-end golden files after an intended change of the exposition.
+golden: $(STAMP)
+	$(VENV)/bin/pytest tests/test_e2e_golden.py --update-golden
+
+bench: $(STAMP)
+	$(PY) bench/bench.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

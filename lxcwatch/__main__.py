@@ -1,0 +1,5 @@
+"""Entry point for `python -m lxcwatch`."""
+
+from lxcwatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Command line: the agent (default) and `lxcwatch status`, with node_exporter's flag habits."""
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+
+from lxcwatch import __version__, config, http, logs, metrics, status
+from lxcwatch.collectors import COLLECTORS, Sources
+from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.sampler import Sampler
+
+log = logging.getLogger("lxcwatch")
+DEFAULT_PORT = 12243
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2: no usage dump for a typo
+        raise UsageError(message)
+
+
+def _path_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--path.procfs", dest="procfs", default="/proc", metavar="PATH", help="procfs mountpoint (default /proc)")
+    p.add_argument("--path.sysfs", dest="sysfs", default="/sys", metavar="PATH", help="sysfs mountpoint (default /sys)")
+    p.add_argument("--sample.interval", dest="interval", default="1s", metavar="DURATION", help="time between samples (default 1s)")
+
+
+def agent_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lxcwatch", description="Exports the receive path of an LXC host as Prometheus metrics. "
+                "Subcommand: `lxcwatch status` for a one-shot view.")
+    p.add_argument("--web.listen-address", dest="listen", action="append", metavar="ADDR",
+                   help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
+    _path_flags(p)
+    p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to")
+    p.add_argument("--replica.name", dest="replica_name", default=None, metavar="NAME", help="this host's name in its group (default: hostname)")
+    for name in COLLECTORS:
+        p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction, default=True,
+                       help=f"enable the {name} collector (default: enabled; --no-collector.{name} disables)")
+    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    p.add_argument("--version", action="version", version=f"lxcwatch {__version__}")
+    return p
+
+
+def status_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lxcwatch status", description="Two samples one interval apart: per-NIC and per-CPU receive rates.")
+    _path_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    return p
+
+
+def run_agent(args) -> int:
+    interval = config.duration(args.interval)
+    if not args.telemetry_path.startswith("/") or args.telemetry_path == "/":
+        raise UsageError(f"invalid --web.telemetry-path {args.telemetry_path!r}: must start with / and not be /")
+    listen = args.listen or [f":{DEFAULT_PORT}"]
+    for address in listen:
+        try:
+            http.parse_address(address)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    logs.setup("warning" if args.log_level == "warn" else args.log_level, args.log_format)
+    config.check_roots(args.procfs, args.sysfs)
+    collectors = [n for n in COLLECTORS if getattr(args, f"collector_{n}")]
+    agent = metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname())
+
+    sources = Sources.open(args.procfs, args.sysfs)
+    sampler = Sampler(sources, collectors, interval)
+    servers = [http.bind(address, None) for address in listen]  # bind first: a port in use fails fast
+    sampler.sample()  # the first scrape already has data
+    app = http.make_app(http.Exposition(sampler, agent), args.telemetry_path)
+    for server in servers:
+        server.set_app(app)
+    http.serve(servers)
+    log.info("listening", extra={"addresses": ",".join(listen), "collectors": ",".join(collectors),
+                                 "procfs": args.procfs, "sysfs": args.sysfs})
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: (sampler.stop(), stop.set()))
+    loop = threading.Thread(target=sampler.run, name="sampler", daemon=True)
+    loop.start()
+    stop.wait()
+    log.info("stopping")
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+    loop.join(timeout=5)
+    sources.close()
+    return 0
+
+
+def run_status(args) -> int:
+    interval = config.duration(args.interval)
+    config.check_roots(args.procfs, args.sysfs)
+    sources = Sources.open(args.procfs, args.sysfs)
+    try:
+        sampler = Sampler(sources, list(COLLECTORS), interval)
+        first = sampler.sample()
+        time.sleep(interval)  # the interval the rates are measured over
+        data = status.report(first, sampler.sample())
+    finally:
+        sources.close()
+    print(status.to_json(data) if args.json else status.to_text(data))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["status"]:
+            return run_status(status_parser().parse_args(argv[1:]))
+        return run_agent(agent_parser().parse_args(argv))
+    except UsageError as e:
+        print(f"lxcwatch: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeFailure as e:
+        print(f"lxcwatch: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,95 @@
+"""The collectors: each reads one concern of the host into a reading. Names make the --collector.NAME flags."""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lxcwatch import interrupts as interrupts_file
+from lxcwatch import napi, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch.fsroot import Root
+from lxcwatch.irq_vectors import assign
+from lxcwatch.links import SysfsLinks
+from lxcwatch.nics import NicDirectory
+from lxcwatch.snapshot import Interrupts, Softirqs
+
+
+@dataclass
+class Sources:
+    """The I/O handles the collectors share for the agent's lifetime."""
+
+    procfs: Root
+    sysfs: Root
+    nics: NicDirectory
+    links: object  # NetlinkLinks on the live host, SysfsLinks on a tree
+
+    @classmethod
+    def open(cls, procfs: str, sysfs: str) -> "Sources":
+        sys_root = Root(sysfs)
+        if is_live(sysfs):
+            from lxcwatch.netlink import NetlinkLinks  # netlink describes only the live kernel
+
+            links = NetlinkLinks(sys_root)
+        else:
+            links = SysfsLinks(sys_root)
+        return cls(Root(procfs), sys_root, NicDirectory(sys_root), links)
+
+    def close(self) -> None:
+        close = getattr(self.links, "close", None)
+        if close:
+            close()
+
+
+def is_live(sysfs: str) -> bool:
+    return os.path.realpath(sysfs) == "/sys"
+
+
+def read_softnet(s: Sources):
+    return softnet_stat.parse(s.procfs.read("net", "softnet_stat"))
+
+
+def read_softirqs(s: Sources):
+    counts = softirqs.parse(s.procfs.read("softirqs"))
+    ticks = proc_stat.parse_softirq_ticks(s.procfs.read("stat"))
+    return Softirqs({v: counts[v] for v in ("NET_RX", "NET_TX") if v in counts}, ticks)
+
+
+def read_interrupts(s: Sources):
+    text = s.procfs.read("interrupts")
+    nics = s.nics.current()
+    wanted = {irq for nic in nics.values() for irq in nic.irqs}
+    parsed = interrupts_file.parse(text, wanted)
+    if any(irq not in parsed.rows for irq in wanted):  # a driver reloaded: its vectors were renumbered
+        nics = s.nics.current(force=True)
+        wanted = {irq for nic in nics.values() for irq in nic.irqs}
+        parsed = interrupts_file.parse(text, wanted)
+    nic_irqs = assign(nics, parsed)
+    counts = {}
+    for i in nic_irqs:
+        row = parsed.rows[i.irq]
+        if row.counts is None:  # found by name only: convert this row too
+            row = interrupts_file.parse(text, {i.irq}).rows[i.irq]
+        counts.update(((i.irq, cpu), n) for cpu, n in zip(parsed.cpus, row.counts))
+    return Interrupts(parsed.cpus, nic_irqs, counts)
+
+
+def read_netdev(s: Sources):
+    return net_dev.parse(s.procfs.read("net", "dev"))
+
+
+def read_links(s: Sources):
+    return s.links.read(s.nics.current())
+
+
+def read_napi(s: Sources):
+    return napi.read(s.procfs, s.sysfs, sorted(s.nics.current()))
+
+
+# name -> reader; every collector is on by default. Order matters only for readability of logs.
+COLLECTORS: dict[str, Callable[[Sources], object]] = {
+    "softnet": read_softnet,
+    "softirqs": read_softirqs,
+    "interrupts": read_interrupts,
+    "netdev": read_netdev,
+    "links": read_links,
+    "napi": read_napi,
+}

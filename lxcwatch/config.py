@@ -1,0 +1,37 @@
+"""Validation of flag values: each problem becomes one clear message for the command line."""
+
+import os
+import re
+
+from lxcwatch.errors import RuntimeFailure, UsageError
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Prometheus-style durations: "1s", "500ms", "1m30s"."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"invalid duration {text!r}: want e.g. 1s, 500ms, 1m30s")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"invalid duration {text!r}: must be greater than zero")
+    return seconds
+
+
+PROCFS_MARKERS = ("stat", "interrupts", "softirqs", os.path.join("net", "dev"), os.path.join("net", "softnet_stat"))
+
+
+def check_roots(procfs: str, sysfs: str) -> None:
+    """Refuse a root that cannot be read at all; a root missing a single file only fails that collector."""
+    for flag, root, markers in (
+        ("--path.procfs", procfs, PROCFS_MARKERS),
+        ("--path.sysfs", sysfs, (os.path.join("class", "net"),)),
+    ):
+        if not os.path.isdir(root):
+            raise RuntimeFailure(f"{flag}={root}: not a directory")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise RuntimeFailure(f"{flag}={root}: permission denied")
+        if not any(os.path.exists(os.path.join(root, m)) for m in markers):
+            raise RuntimeFailure(f"{flag}={root}: none of {', '.join(markers)} found; is this a {flag[7:]} root?")

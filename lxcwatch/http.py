@@ -1,0 +1,140 @@
+"""HTTP serving: a landing page at /, the latest snapshot at the telemetry path, 404 elsewhere."""
+
+import gzip
+import html
+import socket
+import threading
+from socketserver import TCPServer, ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from prometheus_client.exposition import choose_encoder
+
+from lxcwatch import metrics
+from lxcwatch.errors import RuntimeFailure
+
+
+class Exposition:
+    """Renders the latest snapshot once per snapshot and format; every other scrape is a cache hit."""
+
+    def __init__(self, sampler, agent: metrics.Agent):
+        self.sampler = sampler
+        self.agent = agent
+        self._cache: dict[str, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def render(self, accept: str) -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        snap = self.sampler.latest
+        with self._lock:
+            cached = self._cache.get(content_type)
+            if cached and cached[0] == snap.seq:
+                return cached[1], content_type
+            body = encoder(_Families(metrics.families(snap, self.agent, self.sampler.overruns)))
+            self._cache[content_type] = (snap.seq, body)
+            return body, content_type
+
+
+class _Families:
+    """The `collect()` interface prometheus_client's encoders expect."""
+
+    def __init__(self, families):
+        self._families = families
+
+    def collect(self):
+        return self._families
+
+
+LANDING = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>lxcwatch</title></head>
+<body><h1>lxcwatch</h1>
+<p>Receive-path monitor for LXC hosts: hard interrupts against NAPI polling, per NIC.</p>
+<p>Version {version}; replica {replica} of group {group}.</p>
+<p><a href="{path}">Metrics</a></p></body></html>
+"""
+
+
+def make_app(exposition: Exposition, telemetry_path: str):
+    landing = LANDING.format(
+        version=html.escape(exposition.agent.version), replica=html.escape(exposition.agent.replica),
+        group=html.escape(exposition.agent.replica_group or "(none)"), path=html.escape(telemetry_path),
+    ).encode()
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
+            return [b"method not allowed\n"]
+        if path == telemetry_path:
+            body, content_type = exposition.render(environ.get("HTTP_ACCEPT", ""))
+            headers = [("Content-Type", content_type)]
+            if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+                body = gzip.compress(body, compresslevel=1)
+                headers.append(("Content-Encoding", "gzip"))
+            start_response("200 OK", headers)
+            return [body]
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [landing]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return app
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # scrapes are not news
+        pass
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def server_bind(self):
+        # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can hang a host with no resolver.
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = "lxcwatch", self.server_address[1]
+        self.setup_environ()
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        # ":12243" listens on IPv6 and IPv4 alike, as node_exporter does.
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        _Server.server_bind(self)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """"host:port", ":port" (all addresses) or "[v6]:port"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid listen address {address!r}: want host:port or :port")
+    return host.strip("[]"), int(port)
+
+
+def bind(address: str, app) -> WSGIServer:
+    host, port = parse_address(address)
+    if host == "":
+        servers, hosts = (_Server6, _Server), ("::", "0.0.0.0")
+    else:
+        servers, hosts = ((_Server6 if ":" in host else _Server),), (host,)
+    error = None
+    for server, h in zip(servers, hosts):
+        try:
+            httpd = server((h, port), _Handler, bind_and_activate=True)
+            httpd.set_app(app)
+            return httpd
+        except OSError as e:
+            error = e
+            if e.errno not in (socket.EAI_FAMILY, 97):  # fall back to IPv4 only when IPv6 is unavailable
+                break
+    raise RuntimeFailure(f"listen tcp {address}: {error.strerror or error}")
+
+
+def serve(servers: list[WSGIServer]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=s.serve_forever, name=f"http-{s.server_address[1]}", daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    return threads

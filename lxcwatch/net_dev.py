@@ -1,0 +1,45 @@
+"""Parser for /proc/net/dev: the cheap bulk source of every link's counters in one read."""
+
+from dataclasses import dataclass
+
+from lxcwatch.errors import ParseError
+
+SOURCE = "net/dev"
+
+
+@dataclass(frozen=True, slots=True)
+class NetDevCounters:
+    """64-bit link counters. The kernel folds rx_missed_errors into receive drops here."""
+
+    receive_bytes: int
+    receive_packets: int
+    receive_errors: int
+    receive_dropped: int
+    transmit_bytes: int
+    transmit_packets: int
+    transmit_errors: int
+    transmit_dropped: int
+
+
+def parse(text: str) -> dict[str, NetDevCounters]:
+    """Return {interface: counters}. The first two lines are headers."""
+    links = {}
+    lines = text.splitlines()
+    if len(lines) < 2 or "|" not in lines[0]:
+        raise ParseError(SOURCE, "missing header")
+    for number, line in enumerate(lines[2:], start=3):
+        # Interface names cannot contain ':'; old kernels print "eth0:123" with no space.
+        name, colon, rest = line.partition(":")
+        if not colon:
+            if line.strip():
+                raise ParseError(SOURCE, f"no colon in {line.strip()[:60]!r}", number)
+            continue
+        fields = rest.split()
+        if len(fields) != 16:
+            raise ParseError(SOURCE, f"{name.strip()}: expected 16 counters, found {len(fields)}", number)
+        try:
+            f = [int(x) for x in fields]
+        except ValueError:
+            raise ParseError(SOURCE, f"{name.strip()}: not a number", number) from None
+        links[name.strip()] = NetDevCounters(f[0], f[1], f[2], f[3], f[8], f[9], f[10], f[11])
+    return links

@@ -1,0 +1,88 @@
+"""Per-second rates between two snapshots, per NIC and per CPU: what `status` prints and detection reads."""
+
+from dataclasses import dataclass
+
+from lxcwatch.proc_stat import USER_HZ
+from lxcwatch.snapshot import Snapshot
+
+
+RECEIVING = ("rx", "txrx")
+
+
+@dataclass(frozen=True, slots=True)
+class NicRates:
+    device: str
+    packets: float  # received packets/s
+    irqs: float  # hard IRQs/s on the NIC's receiving vectors (rx and txrx)
+    packets_per_irq: float | None  # None when no IRQ fired
+    net_rx: float  # NET_RX softirqs/s on the CPUs serving the NIC's IRQs
+    squeezes: float  # time_squeeze/s on those CPUs
+    cpus: tuple[int, ...]  # CPUs serving the NIC's receiving IRQs
+
+
+@dataclass(frozen=True, slots=True)
+class CpuRates:
+    cpu: int
+    processed: float
+    dropped: float
+    squeezes: float
+    net_rx: float
+    net_tx: float
+    softirq_share: float  # fraction of the interval this CPU spent in softirq context
+
+
+def _diff(new: dict, old: dict, key) -> int:
+    return new[key] - old[key] if key in new and key in old else 0
+
+
+def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, ...]:
+    """CPUs whose count of these IRQs moved; if none moved, those that ever handled one (affinity)."""
+    moved, ever = set(), set()
+    for (irq, cpu), total in cur.irqs.total.items():
+        if irq in irqs and total:
+            ever.add(cpu)
+            if total != prev.irqs.total.get((irq, cpu), total):
+                moved.add(cpu)
+    return tuple(sorted(moved or ever))
+
+
+def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
+    dt = cur.monotonic - prev.monotonic
+    if dt <= 0:
+        return {}
+    data: dict[str, list[str]] = {}
+    for i in cur.nic_irqs:
+        if i.vector in RECEIVING:
+            data.setdefault(i.device, []).append(i.irq)
+    out = {}
+    for device, irqs in sorted(data.items()):
+        irq_delta = sum(
+            total - prev.irqs.total.get(key, total) for key, total in cur.irqs.total.items() if key[0] in irqs
+        )
+        new, old = cur.netdev.get(device), prev.netdev.get(device)
+        packets = new.receive_packets - old.receive_packets if new and old else 0
+        cpus = _serving_cpus(prev, cur, irqs)
+        net_rx = sum(_diff(cur.softirqs.total, prev.softirqs.total, ("NET_RX", c)) for c in cpus)
+        squeezes = sum(_diff(cur.softnet.total, prev.softnet.total, (c, "time_squeeze")) for c in cpus)
+        out[device] = NicRates(
+            device, packets / dt, irq_delta / dt, packets / irq_delta if irq_delta else None,
+            net_rx / dt, squeezes / dt, cpus,
+        )
+    return out
+
+
+def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
+    dt = cur.monotonic - prev.monotonic
+    if dt <= 0:
+        return {}
+    out = {}
+    for cpu in sorted(cur.softnet_rows):
+        def rate(key, table="softnet"):
+            return _diff(getattr(cur, table).total, getattr(prev, table).total, key) / dt
+
+        ticks = cur.softirq_ticks.get(cpu, 0) - prev.softirq_ticks.get(cpu, cur.softirq_ticks.get(cpu, 0))
+        out[cpu] = CpuRates(
+            cpu, rate((cpu, "processed")), rate((cpu, "dropped")), rate((cpu, "time_squeeze")),
+            rate(("NET_RX", cpu), "softirqs"), rate(("NET_TX", cpu), "softirqs"), ticks / USER_HZ / dt,
+        )
+    return out

@@ -1,0 +1,96 @@
+"""The immutable snapshot of one sample, built from the collectors' readings and the previous snapshot."""
+
+from dataclasses import dataclass, field
+
+from lxcwatch.counters import EMPTY, Counter32, advance
+from lxcwatch.irq_vectors import NicIrq
+from lxcwatch.links import Link
+from lxcwatch.napi import Napi
+from lxcwatch.net_dev import NetDevCounters
+from lxcwatch.softnet_stat import SoftnetRow
+
+SOFTNET_COUNTERS = ("processed", "dropped", "time_squeeze", "cpu_collision", "received_rps", "flow_limit_count")
+SOFTIRQ_VECTORS = ("NET_RX", "NET_TX")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorResult:
+    success: bool
+    duration_seconds: float
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupts:
+    cpus: tuple[int, ...]
+    nic_irqs: tuple[NicIrq, ...]
+    counts: dict[tuple[str, int], int]  # (irq, cpu) -> raw 32-bit count, NIC IRQs only
+
+
+@dataclass(frozen=True, slots=True)
+class Softirqs:
+    counts: dict[str, dict[int, int]]  # vector -> cpu -> raw count
+    ticks: dict[int, int]  # cpu -> softirq time in USER_HZ ticks (64-bit)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one sample saw. Never mutated after build(); failed collectors contribute nothing
+    but their counter state is carried so totals stay monotonic across the failure."""
+
+    seq: int
+    timestamp: float  # wall clock, seconds since the epoch
+    monotonic: float
+    collectors: dict[str, CollectorResult]
+    softnet_rows: dict[int, SoftnetRow] = field(default_factory=dict)
+    softnet: Counter32 = EMPTY  # (cpu, counter name) -> total
+    softirqs: Counter32 = EMPTY  # (vector, cpu) -> total
+    softirq_ticks: dict[int, int] = field(default_factory=dict)
+    nic_irqs: tuple[NicIrq, ...] = ()
+    irq_cpus: tuple[int, ...] = ()
+    irqs: Counter32 = EMPTY  # (irq, cpu) -> total
+    netdev: dict[str, NetDevCounters] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)
+    napi: Napi | None = None
+
+    def ok(self, collector: str) -> bool:
+        result = self.collectors.get(collector)
+        return result is not None and result.success
+
+
+def build(prev: "Snapshot | None", seq: int, timestamp: float, monotonic: float,
+          readings: dict[str, object], results: dict[str, CollectorResult]) -> Snapshot:
+    """A pure function of the previous snapshot and this sample's readings."""
+    p = prev or Snapshot(0, 0.0, 0.0, {})
+    parts: dict[str, object] = {}
+
+    rows = readings.get("softnet")
+    if rows is not None:
+        raw = {(r.cpu, f): getattr(r, f) for r in rows for f in SOFTNET_COUNTERS if getattr(r, f) is not None}
+        parts.update(softnet_rows={r.cpu: r for r in rows}, softnet=advance(p.softnet, raw))
+    else:
+        parts.update(softnet=p.softnet)
+
+    softirqs = readings.get("softirqs")
+    if softirqs is not None:
+        raw = {(v, cpu): n for v in SOFTIRQ_VECTORS for cpu, n in softirqs.counts.get(v, {}).items()}
+        parts.update(softirqs=advance(p.softirqs, raw), softirq_ticks=softirqs.ticks)
+    else:
+        parts.update(softirqs=p.softirqs)
+
+    interrupts = readings.get("interrupts")
+    if interrupts is not None:
+        present = {i.irq for i in interrupts.nic_irqs}
+        carry = frozenset(k for k in p.irqs.raw if k[0] in present)  # CPUs gone offline keep their count
+        parts.update(nic_irqs=interrupts.nic_irqs, irq_cpus=interrupts.cpus,
+                     irqs=advance(p.irqs, interrupts.counts, carry))
+    else:
+        parts.update(irqs=p.irqs)
+
+    if readings.get("netdev") is not None:
+        parts["netdev"] = readings["netdev"]
+    if readings.get("links") is not None:
+        parts["links"] = readings["links"]
+    if readings.get("napi") is not None:
+        parts["napi"] = readings["napi"]
+    return Snapshot(seq, timestamp, monotonic, results, **parts)

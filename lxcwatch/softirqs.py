@@ -1,0 +1,33 @@
+"""Parser for /proc/softirqs: softirq counts per vector and per possible CPU."""
+
+from lxcwatch.errors import ParseError
+
+SOURCE = "softirqs"
+
+
+def parse(text: str) -> dict[str, dict[int, int]]:
+    """Return {vector: {cpu: count}}. Columns are possible CPUs (unlike /proc/interrupts: online CPUs)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].split():
+        raise ParseError(SOURCE, "missing CPU header", 1)
+    try:
+        cpus = [int(tok.removeprefix("CPU")) for tok in lines[0].split()]
+    except ValueError:
+        raise ParseError(SOURCE, f"bad CPU header {lines[0].strip()[:60]!r}", 1) from None
+    vectors: dict[str, dict[int, int]] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        name, colon, rest = line.partition(":")
+        if not colon:
+            if line.strip():
+                raise ParseError(SOURCE, f"no colon in {line.strip()[:60]!r}", number)
+            continue
+        counts = rest.split()
+        if len(counts) != len(cpus):
+            raise ParseError(SOURCE, f"{name.strip()}: expected {len(cpus)} counts, found {len(counts)}", number)
+        try:
+            vectors[name.strip()] = dict(zip(cpus, map(int, counts)))
+        except ValueError:
+            raise ParseError(SOURCE, f"{name.strip()}: not a number", number) from None
+    if "NET_RX" not in vectors:
+        raise ParseError(SOURCE, "no NET_RX row")
+    return vectors
