@@ -63,13 +63,9 @@ def read_interrupts(s: Sources):
         wanted = {irq for nic in nics.values() for irq in nic.irqs}
         parsed = interrupts_file.parse(text, wanted)
     nic_irqs = assign(nics, parsed)
-    counts = {}
-    for i in nic_irqs:
-        row = parsed.rows[i.irq]
-        if row.counts is None:  # found by name only: convert this row too
-            row = interrupts_file.parse(text, {i.irq}).rows[i.irq]
-        counts.update(((i.irq, cpu), n) for cpu, n in zip(parsed.cpus, row.counts))
-    return Interrupts(parsed.cpus, nic_irqs, counts)
+    if any(parsed.rows[i.irq].counts is None for i in nic_irqs):  # some were found by name only
+        parsed = interrupts_file.parse(text, {i.irq for i in nic_irqs})
+    return Interrupts(parsed.cpus, nic_irqs, {i.irq: parsed.rows[i.irq].counts for i in nic_irqs})
 
 
 def read_netdev(s: Sources):

@@ -22,17 +22,34 @@ class Counter32:
 EMPTY = Counter32({}, {})
 
 
-def advance(prev: Counter32, raw: Mapping[Hashable, int], carry: frozenset = frozenset()) -> Counter32:
-    """Totals for a new reading. A key first seen starts at its raw value; keys in `carry` that are
-    missing from this reading (a CPU gone offline) keep their last values so sums stay monotonic."""
+def advance(prev: Counter32, raw: Mapping[Hashable, int]) -> Counter32:
+    """Totals for a new reading. A key first seen starts at its raw value; a key gone is dropped."""
     total = {}
     for key, value in raw.items():
         old = prev.raw.get(key)
         total[key] = value if old is None else prev.total[key] + delta32(old, value)
-    if carry:
-        raw = dict(raw)
-        for key in carry:
-            if key not in raw and key in prev.raw:
-                raw[key] = prev.raw[key]
-                total[key] = prev.total[key]
+    return Counter32(raw, total)
+
+
+def advance_rows(prev: Counter32, prev_cpus: tuple[int, ...], prev_rows: Mapping[str, tuple[int, ...]],
+                 cpus: tuple[int, ...], rows: Mapping[str, tuple[int, ...]]) -> Counter32:
+    """Totals of per-CPU 32-bit rows summed over CPUs (/proc/interrupts), keyed by row.
+
+    Each CPU's counter wraps on its own, but the true increase of the sum within one sample is far below
+    2^32, so it equals the increase of the raw sum modulo 2^32. When CPUs went on- or offline the columns
+    differ, and only the CPUs present in both readings count (a vanished column is not a decrease)."""
+    raw = {key: sum(counts) for key, counts in rows.items()}
+    total = {}
+    same_columns = cpus == prev_cpus
+    index = {cpu: i for i, cpu in enumerate(prev_cpus)}
+    for key, value in raw.items():
+        old = prev.raw.get(key)
+        if old is None:
+            total[key] = value
+        elif same_columns:
+            total[key] = prev.total[key] + delta32(old, value)
+        else:
+            before = prev_rows[key]
+            common = ((n, before[index[cpu]]) for cpu, n in zip(cpus, rows[key]) if cpu in index)
+            total[key] = prev.total[key] + sum(delta32(o, n) for n, o in common)
     return Counter32(raw, total)

@@ -7,9 +7,7 @@ import threading
 from socketserver import TCPServer, ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client.exposition import choose_encoder
-
-from lxcwatch import metrics
+from lxcwatch import exposition, metrics
 from lxcwatch.errors import RuntimeFailure
 
 
@@ -23,25 +21,15 @@ class Exposition:
         self._lock = threading.Lock()
 
     def render(self, accept: str) -> tuple[bytes, str]:
-        encoder, content_type = choose_encoder(accept)
+        openmetrics, content_type = exposition.negotiate(accept)
         snap = self.sampler.latest
         with self._lock:
             cached = self._cache.get(content_type)
             if cached and cached[0] == snap.seq:
                 return cached[1], content_type
-            body = encoder(_Families(metrics.families(snap, self.agent, self.sampler.overruns)))
+            body = exposition.render(metrics.families(snap, self.agent, self.sampler.overruns), openmetrics)
             self._cache[content_type] = (snap.seq, body)
             return body, content_type
-
-
-class _Families:
-    """The `collect()` interface prometheus_client's encoders expect."""
-
-    def __init__(self, families):
-        self._families = families
-
-    def collect(self):
-        return self._families
 
 
 LANDING = """<!DOCTYPE html>

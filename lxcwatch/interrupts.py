@@ -20,8 +20,25 @@ class IrqRow:
 
     irq: str
     counts: tuple[int, ...] | None  # 32-bit per CPU, in header order
-    chip: str  # everything between the counts and the actions, e.g. "PCI-MSIX-0000:00:03.0 1-edge"
-    actions: tuple[str, ...]  # one per handler; several on a shared IRQ
+    tail: str  # the text after the counts: chip, hwirq, flow, then the actions
+
+    @property
+    def chip(self) -> str:
+        """Everything between the counts and the actions, e.g. "PCI-MSIX-0000:00:03.0 1-edge"."""
+        return " ".join(t.group() for t in _split_tail(self.tail)[0])
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """One name per handler; a shared IRQ lists several, separated by ", "."""
+        return _split_tail(self.tail)[1]
+
+
+def _split_tail(tail: str):
+    tokens = list(_TOKEN.finditer(tail))
+    flow = max((i for i, t in enumerate(tokens) if _FLOW.search(t.group())), default=None)
+    chip_end = len(tokens) - 1 if flow is None else flow + 1  # unknown chip format: last word is the action
+    text = tail[tokens[chip_end].start():].strip() if chip_end < len(tokens) else ""
+    return tokens[:chip_end], tuple(a.strip() for a in text.split(", ")) if text else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +54,7 @@ def parse(text: str, wanted: Collection[str] | None = None) -> Interrupts:
     if not lines:
         raise ParseError(SOURCE, "empty file")
     header = lines[0].split()
-    if not header or not all(tok.startswith("CPU") for tok in header):
+    if not header or not all(tok.startswith("CPU") and tok[3:].isdigit() for tok in header):
         raise ParseError(SOURCE, f"bad CPU header {lines[0].strip()[:60]!r}", 1)
     cpus = tuple(int(tok[3:]) for tok in header)
     n = len(cpus)
@@ -52,18 +69,14 @@ def parse(text: str, wanted: Collection[str] | None = None) -> Interrupts:
             continue
         if not irq.isdigit():
             continue  # NMI, LOC, ERR, MIS...: per-CPU system counters, not device IRQs
-        tokens = list(_TOKEN.finditer(rest))
-        if len(tokens) < n or not all(t.group().isdigit() for t in tokens[:n]):
-            raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts", number)
-        counts = tuple(int(t.group()) for t in tokens[:n]) if wanted is None or irq in wanted else None
-        tail = tokens[n:]
-        flow = max((i for i, t in enumerate(tail) if _FLOW.search(t.group())), default=None)
-        if flow is None:  # unknown chip format: take the last word as the action
-            chip_end = len(tail) - 1
-        else:
-            chip_end = flow + 1
-        chip = " ".join(t.group() for t in tail[:chip_end])
-        action_text = rest[tail[chip_end].start():].strip() if chip_end < len(tail) else ""
-        actions = tuple(a.strip() for a in action_text.split(", ")) if action_text else ()
-        rows[irq] = IrqRow(irq, counts, chip, actions)
+        parts = rest.split(None, n)
+        if len(parts) < n:
+            raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts, found {len(parts)}", number)
+        counts = None
+        if wanted is None or irq in wanted:
+            try:
+                counts = tuple(map(int, parts[:n]))
+            except ValueError:
+                raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts", number) from None
+        rows[irq] = IrqRow(irq, counts, parts[n] if len(parts) > n else "")
     return Interrupts(cpus, rows)

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from lxcwatch.ethtool import Driver
-from lxcwatch.fsroot import Root
+from lxcwatch.fsroot import Root, read_attr, read_link_name
 from lxcwatch.nics import Nic
 
 IFF_PROMISC = 0x100
@@ -60,7 +60,7 @@ class SysfsLinks:
 
     def __init__(self, sysfs: Root):
         self.sysfs = sysfs
-        self._identity: dict[str, tuple[int, str, Driver]] = {}
+        self._identity: dict[str, tuple[str, int, str, Driver]] = {}
 
     def read(self, nics: dict[str, Nic]) -> dict[str, Link]:
         names = self.sysfs.listdir("class", "net")
@@ -68,23 +68,24 @@ class SysfsLinks:
             self._identity = {n: self._read_identity(n, nics) for n in names}
         links = {}
         for name in names:
-            flags = self.sysfs.int_attr("class", "net", name, "flags", base=16)
+            path, ifindex, kind, driver = self._identity[name]
+            flags = read_attr(path + "/flags")
             if flags is None:
                 continue  # vanished since the listing: the next sample will not list it
-            ifindex, kind, driver = self._identity[name]
             links[name] = Link(
                 name=name,
                 ifindex=ifindex,
                 kind=kind,
-                master=self.sysfs.link_name("class", "net", name, "master") or "",
-                operstate=self.sysfs.attr("class", "net", name, "operstate") or "unknown",
-                flags=flags,
+                master=read_link_name(path + "/master") or "",
+                operstate=read_attr(path + "/operstate") or "unknown",
+                flags=int(flags, 16) if flags.startswith("0x") else 0,
                 promiscuity=None,
                 driver=driver,
             )
         return links
 
-    def _read_identity(self, name: str, nics: dict[str, Nic]) -> tuple[int, str, Driver]:
+    def _read_identity(self, name: str, nics: dict[str, Nic]) -> tuple[str, int, str, Driver]:
         entries = self.sysfs.listdir("class", "net", name)
         ifindex = self.sysfs.int_attr("class", "net", name, "ifindex") or 0
-        return ifindex, _kind(self.sysfs, name, entries, nics), _driver(self.sysfs, nics.get(name))
+        path = self.sysfs.join("class", "net", name)
+        return path, ifindex, _kind(self.sysfs, name, entries, nics), _driver(self.sysfs, nics.get(name))

@@ -4,8 +4,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
+from lxcwatch.exposition import Family
 from lxcwatch.proc_stat import USER_HZ
 from lxcwatch.snapshot import Snapshot
 
@@ -19,12 +18,12 @@ class Agent:
     replica: str
 
 
-def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
-    return CounterMetricFamily(f"lxcwatch_{name}", doc, labels=labels)
+def _counter(name: str, doc: str, labels: list[str]) -> Family:
+    return Family(f"lxcwatch_{name}", "counter", doc, tuple(labels))
 
 
-def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"lxcwatch_{name}", doc, labels=labels)
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> Family:
+    return Family(f"lxcwatch_{name}", "gauge", doc, tuple(labels or ()))
 
 
 SOFTNET = (  # (field, metric, help)
@@ -37,41 +36,38 @@ SOFTNET = (  # (field, metric, help)
 )
 
 
-def _softnet(s: Snapshot) -> Iterator[Metric]:
+def _softnet(s: Snapshot) -> Iterator[Family]:
     for field, name, doc in SOFTNET:
         family = _counter(name, doc, ["cpu"])
         for cpu in sorted(s.softnet_rows):
             total = s.softnet.total.get((cpu, field))
             if total is not None:
-                family.add_metric([str(cpu)], total)
+                family.add([str(cpu)], total)
         if family.samples:
             yield family
     backlog = _gauge("softnet_backlog_packets", "Packets waiting in this CPU's backlog (input + process queue).", ["cpu"])
     for cpu, row in sorted(s.softnet_rows.items()):
         if row.backlog_len is not None:
-            backlog.add_metric([str(cpu)], row.backlog_len)
+            backlog.add([str(cpu)], row.backlog_len)
     if backlog.samples:
         yield backlog
 
 
-def _softirqs(s: Snapshot) -> Iterator[Metric]:
+def _softirqs(s: Snapshot) -> Iterator[Family]:
     family = _counter("softirqs", "Softirqs raised per CPU and vector.", ["cpu", "vector"])
     for (vector, cpu), total in sorted(s.softirqs.total.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        family.add_metric([str(cpu), vector], total)
+        family.add([str(cpu), vector], total)
     yield family
     seconds = _counter("cpu_softirq_seconds", "CPU time spent in softirq context, ksoftirqd included.", ["cpu"])
     for cpu, ticks in sorted(s.softirq_ticks.items()):
-        seconds.add_metric([str(cpu)], ticks / USER_HZ)
+        seconds.add([str(cpu)], ticks / USER_HZ)
     yield seconds
 
 
-def _interrupts(s: Snapshot) -> Iterator[Metric]:
+def _interrupts(s: Snapshot) -> Iterator[Family]:
     family = _counter("nic_interrupts", "Hard interrupts of a NIC's vector (rx, tx, txrx or control), summed over CPUs.", ["device", "irq", "vector"])
-    per_irq: dict[str, int] = {}
-    for (irq, _), n in s.irqs.total.items():
-        per_irq[irq] = per_irq.get(irq, 0) + n
     for i in s.nic_irqs:
-        family.add_metric([i.device, i.irq, i.vector], per_irq.get(i.irq, 0))
+        family.add([i.device, i.irq, i.vector], s.irqs.total.get(i.irq, 0))
     yield family
 
 
@@ -87,16 +83,16 @@ NETDEV = (
 )
 
 
-def _netdev(s: Snapshot) -> Iterator[Metric]:
+def _netdev(s: Snapshot) -> Iterator[Family]:
     names = sorted(s.netdev)
     for field, doc in NETDEV:
         family = _counter(f"link_{field}", doc, ["device"])
         for name in names:
-            family.add_metric([name], getattr(s.netdev[name], field))
+            family.add([name], getattr(s.netdev[name], field))
         yield family
 
 
-def _links(s: Snapshot) -> Iterator[Metric]:
+def _links(s: Snapshot) -> Iterator[Family]:
     links = [s.links[n] for n in sorted(s.links)]
     promiscuous = _gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
     promiscuity = _gauge("link_promiscuity", "Promiscuity reference count (IFLA_PROMISCUITY): how many users asked for promiscuous mode.", ["device"])
@@ -105,18 +101,18 @@ def _links(s: Snapshot) -> Iterator[Metric]:
                   ["device", "kind", "master", "operstate", "driver", "driver_version", "firmware_version", "bus_info"])
     ports: dict[str, int] = {}
     for link in links:
-        promiscuous.add_metric([link.name], int(link.promiscuous))
+        promiscuous.add([link.name], int(link.promiscuous))
         if link.promiscuity is not None:
-            promiscuity.add_metric([link.name], link.promiscuity)
-        up.add_metric([link.name], int(link.operstate == "up"))
+            promiscuity.add([link.name], link.promiscuity)
+        up.add([link.name], int(link.operstate == "up"))
         d = link.driver
-        info.add_metric([link.name, link.kind, link.master, link.operstate, d.driver, d.version, d.firmware, d.bus_info], 1)
+        info.add([link.name, link.kind, link.master, link.operstate, d.driver, d.version, d.firmware, d.bus_info], 1)
         if link.master:
             ports[link.master] = ports.get(link.master, 0) + 1
     bridge_ports = _gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])
     for link in links:
         if link.kind == "bridge":
-            bridge_ports.add_metric([link.name], ports.get(link.name, 0))
+            bridge_ports.add([link.name], ports.get(link.name, 0))
     yield from (promiscuous, promiscuity, up, info, bridge_ports)
 
 
@@ -129,26 +125,26 @@ SYSCTLS = (  # (sysctl, metric, scale, help)
 )
 
 
-def _napi(s: Snapshot) -> Iterator[Metric]:
+def _napi(s: Snapshot) -> Iterator[Family]:
     threaded = _gauge("link_napi_threaded", "1 if the NIC polls in napi/<dev> kernel threads.", ["device"])
     defer = _gauge("link_napi_defer_hard_irqs", "Polls that may end empty before hard IRQs are re-enabled.", ["device"])
     gro = _gauge("link_gro_flush_timeout_seconds", "GRO flush timeout; with napi_defer_hard_irqs it defers IRQs.", ["device"])
     for name, t in sorted(s.napi.nics.items()):
         if t.threaded is not None:
-            threaded.add_metric([name], int(t.threaded))
+            threaded.add([name], int(t.threaded))
         if t.defer_hard_irqs is not None:
-            defer.add_metric([name], t.defer_hard_irqs)
+            defer.add([name], t.defer_hard_irqs)
         if t.gro_flush_timeout_ns is not None:
-            gro.add_metric([name], t.gro_flush_timeout_ns / 1e9)
+            gro.add([name], t.gro_flush_timeout_ns / 1e9)
     yield from (threaded, defer, gro)
     for sysctl, name, scale, doc in SYSCTLS:
         if sysctl in s.napi.sysctls:
             family = _gauge(name, doc)
-            family.add_metric([], s.napi.sysctls[sysctl] * scale)
+            family.add([], s.napi.sysctls[sysctl] * scale)
             yield family
 
 
-RENDERERS: dict[str, Callable[[Snapshot], Iterator[Metric]]] = {
+RENDERERS: dict[str, Callable[[Snapshot], Iterator[Family]]] = {
     "softnet": _softnet,
     "softirqs": _softirqs,
     "interrupts": _interrupts,
@@ -158,9 +154,9 @@ RENDERERS: dict[str, Callable[[Snapshot], Iterator[Metric]]] = {
 }
 
 
-def families(s: Snapshot, agent: Agent, overruns: int = 0) -> list[Metric]:
+def families(s: Snapshot, agent: Agent, overruns: int = 0) -> list[Family]:
     """All metric families for one snapshot. A renderer that fails marks its collector failed, nothing more."""
-    out: list[Metric] = []
+    out: list[Family] = []
     success = {name: r.success for name, r in s.collectors.items()}
     for name in s.collectors:
         if not success[name] or name not in RENDERERS:
@@ -174,20 +170,20 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0) -> list[Metric]:
     return out
 
 
-def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) -> Iterator[Metric]:
+def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) -> Iterator[Family]:
     build = _gauge("build_info", "lxcwatch build; value is always 1.", ["version"])
-    build.add_metric([agent.version], 1)
+    build.add([agent.version], 1)
     replica = _gauge("replica_info", "This host's replica group and name; value is always 1.", ["replica_group", "replica"])
-    replica.add_metric([agent.replica_group, agent.replica], 1)
+    replica.add([agent.replica_group, agent.replica], 1)
     ok = _gauge("scrape_collector_success", "1 if the collector's last sample succeeded.", ["collector"])
     took = _gauge("scrape_collector_duration_seconds", "Time the collector's last sample took.", ["collector"])
     for name in sorted(s.collectors):
-        ok.add_metric([name], int(success[name]))
-        took.add_metric([name], s.collectors[name].duration_seconds)
+        ok.add([name], int(success[name]))
+        took.add([name], s.collectors[name].duration_seconds)
     last = _gauge("last_sample_timestamp_seconds", "Wall-clock time of the sample being served.")
-    last.add_metric([], s.timestamp)
+    last.add([], s.timestamp)
     samples = _counter("samples", "Samples taken since the agent started.", [])
-    samples.add_metric([], s.seq)
+    samples.add([], s.seq)
     late = _counter("sample_overruns", "Sampling slots skipped because a sample took longer than the interval.", [])
-    late.add_metric([], overruns)
+    late.add([], overruns)
     yield from (build, replica, ok, took, last, samples, late)

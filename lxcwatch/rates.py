@@ -35,15 +35,16 @@ def _diff(new: dict, old: dict, key) -> int:
     return new[key] - old[key] if key in new and key in old else 0
 
 
+def _per_cpu(s: Snapshot, irqs: list[str]) -> dict[int, int]:
+    rows = [s.irq_rows[i] for i in irqs if i in s.irq_rows]
+    return dict(zip(s.irq_cpus, map(sum, zip(*rows)))) if rows else {}
+
+
 def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, ...]:
     """CPUs whose count of these IRQs moved; if none moved, those that ever handled one (affinity)."""
-    moved, ever = set(), set()
-    for (irq, cpu), total in cur.irqs.total.items():
-        if irq in irqs and total:
-            ever.add(cpu)
-            if total != prev.irqs.total.get((irq, cpu), total):
-                moved.add(cpu)
-    return tuple(sorted(moved or ever))
+    now, before = _per_cpu(cur, irqs), _per_cpu(prev, irqs)
+    moved = [cpu for cpu, n in now.items() if n != before.get(cpu, n)]
+    return tuple(moved or [cpu for cpu, n in now.items() if n])
 
 
 def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
@@ -56,9 +57,7 @@ def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
             data.setdefault(i.device, []).append(i.irq)
     out = {}
     for device, irqs in sorted(data.items()):
-        irq_delta = sum(
-            total - prev.irqs.total.get(key, total) for key, total in cur.irqs.total.items() if key[0] in irqs
-        )
+        irq_delta = sum(cur.irqs.total[i] - prev.irqs.total.get(i, cur.irqs.total[i]) for i in irqs)
         new, old = cur.netdev.get(device), prev.netdev.get(device)
         packets = new.receive_packets - old.receive_packets if new and old else 0
         cpus = _serving_cpus(prev, cur, irqs)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from lxcwatch.counters import EMPTY, Counter32, advance
+from lxcwatch.counters import EMPTY, Counter32, advance, advance_rows
 from lxcwatch.irq_vectors import NicIrq
 from lxcwatch.links import Link
 from lxcwatch.napi import Napi
@@ -24,7 +24,7 @@ class CollectorResult:
 class Interrupts:
     cpus: tuple[int, ...]
     nic_irqs: tuple[NicIrq, ...]
-    counts: dict[tuple[str, int], int]  # (irq, cpu) -> raw 32-bit count, NIC IRQs only
+    counts: dict[str, tuple[int, ...]]  # irq -> raw 32-bit count per CPU (in `cpus` order), NIC IRQs only
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,8 @@ class Snapshot:
     softirq_ticks: dict[int, int] = field(default_factory=dict)
     nic_irqs: tuple[NicIrq, ...] = ()
     irq_cpus: tuple[int, ...] = ()
-    irqs: Counter32 = EMPTY  # (irq, cpu) -> total
+    irq_rows: dict[str, tuple[int, ...]] = field(default_factory=dict)  # irq -> raw count per irq_cpus
+    irqs: Counter32 = EMPTY  # irq -> total over CPUs
     netdev: dict[str, NetDevCounters] = field(default_factory=dict)
     links: dict[str, Link] = field(default_factory=dict)
     napi: Napi | None = None
@@ -80,12 +81,10 @@ def build(prev: "Snapshot | None", seq: int, timestamp: float, monotonic: float,
 
     interrupts = readings.get("interrupts")
     if interrupts is not None:
-        present = {i.irq for i in interrupts.nic_irqs}
-        carry = frozenset(k for k in p.irqs.raw if k[0] in present)  # CPUs gone offline keep their count
-        parts.update(nic_irqs=interrupts.nic_irqs, irq_cpus=interrupts.cpus,
-                     irqs=advance(p.irqs, interrupts.counts, carry))
+        irqs = advance_rows(p.irqs, p.irq_cpus, p.irq_rows, interrupts.cpus, interrupts.counts)
+        parts.update(nic_irqs=interrupts.nic_irqs, irq_cpus=interrupts.cpus, irq_rows=interrupts.counts, irqs=irqs)
     else:
-        parts.update(irqs=p.irqs)
+        parts.update(irqs=p.irqs, irq_cpus=p.irq_cpus, irq_rows=p.irq_rows)
 
     if readings.get("netdev") is not None:
         parts["netdev"] = readings["netdev"]

@@ -1,0 +1,67 @@
+"""Metric families and their text and OpenMetrics exposition, written for a scrape of ~15k samples in a few ms."""
+
+import math
+from dataclasses import dataclass, field
+
+from prometheus_client.exposition import CONTENT_TYPE_LATEST as TEXT
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+
+
+@dataclass(slots=True)
+class Family:
+    """One metric family. `name` has no `_total`: counters get it on their samples, as both formats want."""
+
+    name: str
+    type: str  # "counter" or "gauge"
+    help: str
+    labels: tuple[str, ...] = ()
+    samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+
+    def add(self, values: list[str] | tuple[str, ...], value: float) -> None:
+        self.samples.append((tuple(values), value))
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def render(families: list[Family], openmetrics: bool) -> bytes:
+    out: list[str] = []
+    for f in families:
+        sample_name = f.name + "_total" if f.type == "counter" else f.name
+        type_name = f.name if openmetrics else sample_name
+        out.append(f"# HELP {type_name} {_help(f.help)}\n# TYPE {type_name} {f.type}\n")
+        keys = [f'{k}="' for k in f.labels]
+        for values, value in f.samples:
+            if keys:
+                labels = ",".join(k + _escape(v) + '"' for k, v in zip(keys, values))
+                out.append(f"{sample_name}{{{labels}}} {_number(value)}\n")
+            else:
+                out.append(f"{sample_name} {_number(value)}\n")
+    if openmetrics:
+        out.append("# EOF\n")
+    return "".join(out).encode()
+
+
+def negotiate(accept: str) -> tuple[bool, str]:
+    """(openmetrics?, content type) for an Accept header; Prometheus asks for OpenMetrics first."""
+    for part in accept.split(","):
+        if part.split(";")[0].strip() == "application/openmetrics-text":
+            return True, OPENMETRICS
+    return False, TEXT

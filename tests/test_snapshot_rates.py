@@ -1,0 +1,96 @@
+"""Snapshots from readings (pure), counter continuity across wraps and failures, and rates between snapshots."""
+
+import pytest
+
+from lxcwatch.irq_vectors import NicIrq
+from lxcwatch.net_dev import NetDevCounters
+from lxcwatch.rates import cpu_rates, nic_rates
+from lxcwatch.snapshot import CollectorResult, Interrupts, Softirqs, build
+from lxcwatch.softnet_stat import SoftnetRow
+
+OK = CollectorResult(True, 0.001)
+FAILED = CollectorResult(False, 0.001, "net/softnet_stat:2: expected 13 columns like the first row, found 4")
+
+
+def softnet(cpu, processed, squeeze=0):
+    return SoftnetRow(cpu, processed, 0, squeeze, 0, 0, 0, 0, None, None)
+
+
+def netdev(rx):
+    return NetDevCounters(0, rx, 0, 0, 0, 0, 0, 0)
+
+
+def reading(t, processed, irq_counts, rx, net_rx, squeeze=0, ticks=0):
+    """A host with one NIC eth0 (rx vector 38 on CPUs 0 and 1, control vector 37) and two CPUs."""
+    return {
+        "softnet": (softnet(0, processed, squeeze), softnet(1, 7)),
+        "softirqs": Softirqs({"NET_RX": {0: net_rx, 1: 3}, "NET_TX": {0: 1, 1: 1}}, {0: ticks, 1: 0}),
+        "interrupts": Interrupts(
+            (0, 1),
+            (NicIrq("eth0", "37", "control", "virtio2-config"), NicIrq("eth0", "38", "rx", "virtio2-input.0")),
+            {"37": (1, 0), "38": irq_counts},
+        ),
+        "netdev": {"eth0": netdev(rx)},
+    }
+
+
+def snap(prev, t, readings, results=None):
+    results = results or {name: OK for name in readings}
+    return build(prev, (prev.seq + 1) if prev else 1, 1000.0 + t, t, readings, results)
+
+
+def test_softnet_totals_survive_a_wrap():
+    a = snap(None, 0, reading(0, 0xFFFFFFF0, (0, 0), 0, 0))
+    b = snap(a, 1, reading(1, 0x00000010, (0, 0), 0, 0))
+    assert b.softnet.total[(0, "processed")] == 0xFFFFFFF0 + 0x20
+    assert b.softnet.total[(1, "processed")] == 7
+
+
+def test_failed_collector_contributes_nothing_but_keeps_counter_state():
+    a = snap(None, 0, reading(0, 0xFFFFFFF0, (0, 0), 0, 0))
+    failed = reading(1, 0, (0, 0), 0, 0)
+    del failed["softnet"]
+    b = snap(a, 1, failed, {"softnet": FAILED, "softirqs": OK, "interrupts": OK, "netdev": OK})
+    assert not b.ok("softnet") and b.ok("netdev")
+    assert b.softnet_rows == {}
+    c = snap(b, 2, reading(2, 0x00000010, (0, 0), 0, 0))
+    assert c.softnet.total[(0, "processed")] == 0xFFFFFFF0 + 0x20
+
+
+def test_nic_rates_over_the_receiving_vectors_and_their_cpus():
+    a = snap(None, 0, reading(0, 100, (1000, 0), 50_000, 900, squeeze=4, ticks=10))
+    b = snap(a, 2, reading(2, 300, (1100, 0), 90_000, 1500, squeeze=10, ticks=60))
+    r = nic_rates(a, b)["eth0"]
+    assert r.packets == 20_000  # (90000 - 50000) / 2 s
+    assert r.irqs == 50  # only vector 38; the control vector 37 is left out
+    assert r.packets_per_irq == 400
+    assert r.cpus == (0,)  # CPU 1 never handled vector 38
+    assert r.net_rx == 300  # (1500 - 900) / 2 on CPU 0
+    assert r.squeezes == 3
+    c = cpu_rates(a, b)[0]
+    assert (c.processed, c.squeezes, c.net_rx) == (100, 3, 300)
+    assert c.softirq_share == pytest.approx(0.25)  # 50 ticks = 0.5 s of 2 s
+
+
+def test_no_interrupts_means_no_packets_per_irq():
+    a = snap(None, 0, reading(0, 0, (5, 5), 10, 0))
+    b = snap(a, 1, reading(1, 0, (5, 5), 10, 0))
+    r = nic_rates(a, b)["eth0"]
+    assert r.packets_per_irq is None and r.irqs == 0
+    assert r.cpus == (0, 1)  # nothing moved: the CPUs that ever handled it
+
+
+def test_interrupt_totals_survive_per_cpu_wraps():
+    a = snap(None, 0, reading(0, 0, (0xFFFFFFFE, 10), 0, 0))
+    b = snap(a, 1, reading(1, 0, (3, 15), 0, 0))  # CPU 0 wrapped (+5), CPU 1 +5
+    assert b.irqs.total["38"] == 0xFFFFFFFE + 10 + 10
+
+
+def test_a_cpu_going_offline_is_not_a_decrease():
+    a = snap(None, 0, reading(0, 0, (10, 20), 0, 0))
+    offline = reading(1, 0, (11,), 0, 0)
+    offline["interrupts"] = Interrupts((0,), offline["interrupts"].nic_irqs, {"37": (1,), "38": (11,)})
+    b = snap(a, 1, offline)
+    assert b.irqs.total["38"] == 31
+    c = snap(b, 2, reading(2, 0, (12, 20), 0, 0))  # back online with its old count
+    assert c.irqs.total["38"] == 32
