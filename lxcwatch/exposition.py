@@ -3,8 +3,8 @@
 import math
 from dataclasses import dataclass, field
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST as TEXT
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
+TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the classic format every Prometheus reads
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,70 @@
+"""The real agent against fixture trees: full exposition diffed against golden files, and promtool on it."""
+
+import difflib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent import Agent
+
+HOSTS = Path(__file__).parent / "fixtures" / "hosts"
+GOLDEN = Path(__file__).parent / "golden"
+TREES = ["tg3-pair", "mlx5-256", "arm64-igb", "virtio-live"]
+# Values that differ from run to run; their series must still be there.
+VOLATILE = re.compile(r"^(lxcwatch_scrape_collector_duration_seconds\{.*\}|lxcwatch_last_sample_timestamp_seconds|"
+                      r"lxcwatch_samples_total|lxcwatch_sample_overruns_total) \S+$")
+
+
+def tree_args(host: str) -> list[str]:
+    return [f"--path.procfs={HOSTS / host / 'proc'}", f"--path.sysfs={HOSTS / host / 'sys'}",
+            "--replica.group=golden", "--replica.name=fixture", "--sample.interval=100ms"]
+
+
+def normalise(text: str) -> str:
+    return "".join(VOLATILE.sub(r"\1 <volatile>", line) + "\n" for line in text.splitlines())
+
+
+@pytest.fixture
+def agent_on():
+    agents = []
+
+    def start(args):
+        agents.append(Agent(args))
+        return agents[-1]
+
+    yield start
+    for a in agents:
+        a.stop()
+
+
+@pytest.mark.parametrize("host", TREES)
+def test_exposition_matches_golden(host, agent_on, request):
+    got = normalise(agent_on(tree_args(host)).scrape_text())
+    golden = GOLDEN / f"{host}.prom"
+    if request.config.getoption("--update-golden"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(got)
+    want = golden.read_text()
+    diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True), str(golden), "agent"))
+    assert not diff, f"exposition differs from {golden} (make golden rewrites it):\n{diff}"
+
+
+@pytest.mark.parametrize("host", TREES)
+def test_promtool_accepts_exposition(host, agent_on):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    text = agent_on(tree_args(host)).scrape_text()
+    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_golden_files_carry_the_incident_facts():
+    """The seed host as the golden file records it: promiscuous tg3 3.119 bridge ports."""
+    text = (GOLDEN / "tg3-pair.prom").read_text()
+    assert 'lxcwatch_link_promiscuous{device="eth0"} 1' in text
+    assert re.search(r'lxcwatch_link_info\{device="eth0",kind="physical",master="br0",[^}]*driver="tg3",'
+                     r'driver_version="3.119"', text)
