@@ -1,0 +1,124 @@
+"""Runs the real lxcwatch agent on a free loopback port and reads its exposition."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+POLL = 0.05  # seconds between two polls of a bounded wait
+
+
+def lxcwatch_binary() -> str:
+    """The console script next to the interpreter running pytest (the project's venv), else on PATH."""
+    beside = Path(sys.executable).parent / "lxcwatch"
+    return str(beside) if beside.exists() else (shutil.which("lxcwatch") or "lxcwatch")
+
+
+class Exposition:
+    """One scrape: the raw text and its samples, parsed by prometheus_client."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def find(self, name: str, **labels: str) -> list:
+        return [s for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one sample that matches, None when none does."""
+        found = self.find(name, **labels)
+        assert len(found) <= 1, f"{len(found)} samples of {name}{labels}"
+        return found[0].value if found else None
+
+    def devices(self) -> set[str]:
+        return {s.labels["device"] for s in self.samples if "device" in s.labels}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Agent:
+    """A running `lxcwatch` process listening on 127.0.0.1:port."""
+
+    def __init__(self, args: list[str], tries: int = 200):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/metrics"
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [lxcwatch_binary(), f"--web.listen-address=127.0.0.1:{self.port}", *args],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        try:
+            self._wait_ready(tries)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, tries: int) -> None:
+        for _ in range(tries):
+            try:
+                self.scrape()
+                return
+            except OSError:
+                self._pause()  # raises if the agent exited
+        raise AssertionError(f"lxcwatch did not answer on {self.url} after {tries} tries:\n{self.output()}")
+
+    def _pause(self) -> None:
+        """Wait one poll period, or less if the agent exits, which is fatal."""
+        try:
+            self.proc.wait(timeout=POLL)
+        except subprocess.TimeoutExpired:
+            return
+        raise AssertionError(f"lxcwatch exited with {self.proc.returncode}:\n{self.output()}")
+
+    def scrape_text(self) -> str:
+        with urllib.request.urlopen(self.url, timeout=5) as response:
+            return response.read().decode()
+
+    def scrape(self) -> Exposition:
+        exposition = Exposition(self.scrape_text())
+        # Another exporter may own a port that was free a moment ago: be sure this one is ours.
+        assert exposition.find("lxcwatch_build_info"), f"{self.url} is not lxcwatch"
+        return exposition
+
+    def wait_for(self, check: Callable[[Exposition], object], what: str, timeout: float = 10.0,
+                 show: str = "") -> Exposition:
+        """Scrape until `check` is truthy, at most `timeout` seconds; on timeout, show the lines containing `show`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exposition = self.scrape()
+            if check(exposition):
+                return exposition
+            if time.monotonic() > deadline:
+                lines = [line for line in exposition.text.splitlines() if show and show in line]
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}; last scrape:\n" + "\n".join(lines))
+            self._pause()
+
+    def output(self) -> str:
+        """Everything the agent printed (stdout and stderr); still readable after `stop()`."""
+        if self._log.closed:
+            return self._final_output
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        if not self._log.closed:
+            self._final_output = self.output()
+            self._log.close()
