@@ -68,3 +68,11 @@ def test_golden_files_carry_the_incident_facts():
     assert 'lxcwatch_link_promiscuous{device="eth0"} 1' in text
     assert re.search(r'lxcwatch_link_info\{device="eth0",kind="physical",master="br0",[^}]*driver="tg3",'
                      r'driver_version="3.119"', text)
+
+
+def test_every_exported_family_is_documented():
+    documented = set(re.findall(r"^\| `(lxcwatch_\w+)`", (Path(__file__).parents[1] / "docs" / "metrics.md").read_text(), re.M))
+    exported = set()
+    for golden in GOLDEN.glob("*.prom"):
+        exported |= set(re.findall(r"^# TYPE (lxcwatch_\w+) ", golden.read_text(), re.M))
+    assert exported - documented == set()
