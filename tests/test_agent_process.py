@@ -144,3 +144,49 @@ def test_status_json_on_a_fixture_tree():
     assert nics["eth0"]["driver"] == "tg3" and nics["eth0"]["driver_version"] == "3.119"
     assert nics["eth0"]["promiscuous"] is True
     assert [c["cpu"] for c in data["cpus"]] == list(range(16))
+
+
+def test_disabled_collector_and_json_logs(tree):
+    agent = Agent(args_for(tree) + ["--no-collector.softnet", "--log.format=json"])
+    try:
+        seen = agent.scrape()
+    finally:
+        agent.stop()
+    assert not seen.find("lxcwatch_softnet_processed_total")
+    assert not seen.find("lxcwatch_scrape_collector_success", collector="softnet")
+    assert seen.value("lxcwatch_scrape_collector_success", collector="netdev") == 1
+    import json
+
+    first = json.loads(agent.output().splitlines()[0])
+    assert first["msg"] == "listening" and first["level"] == "info"
+    assert first["collectors"] == "softirqs,interrupts,netdev,links,napi"
+
+
+def test_every_listen_address_serves():
+    from agent import free_port
+
+    ports = [free_port(), free_port()]
+    proc = subprocess.Popen([lxcwatch_binary(), *tree_args("virtio-live"),
+                             *(f"--web.listen-address=127.0.0.1:{p}" for p in ports)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for port in ports:
+            assert b"lxcwatch_build_info" in poll_metrics(proc, f"http://127.0.0.1:{port}/metrics")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def poll_metrics(proc: subprocess.Popen, url: str, tries: int = 200) -> bytes:
+    for _ in range(tries):
+        try:
+            status, _, body = get(url)
+            assert status == 200
+            return body
+        except OSError:
+            try:
+                proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            raise AssertionError(f"agent exited: {proc.stderr.read()}") from None
+    raise AssertionError(f"{url} never answered")
