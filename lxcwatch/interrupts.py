@@ -12,6 +12,7 @@ SOURCE = "interrupts"
 # old "IR-PCI-MSI-edge") or the GENERIC_IRQ_SHOW_LEVEL trigger ("Edge", "Level") on arm64.
 _FLOW = re.compile(r"(?:^|-)(?:edge|fasteoi|level|simple|percpu|percpu_devid|untracked|none|bad)$|^(?:Edge|Level)$")
 _TOKEN = re.compile(r"\S+")
+_CPU = re.compile(r"CPU[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def parse(text: str, wanted: Collection[str] | None = None) -> Interrupts:
     if not lines:
         raise ParseError(SOURCE, "empty file")
     header = lines[0].split()
-    if not header or not all(tok.startswith("CPU") and tok[3:].isdigit() for tok in header):
+    if not header or not all(_CPU.fullmatch(tok) for tok in header):
         raise ParseError(SOURCE, f"bad CPU header {lines[0].strip()[:60]!r}", 1)
     cpus = tuple(int(tok[3:]) for tok in header)
     n = len(cpus)
