@@ -1,6 +1,7 @@
 """Command line: the agent (default) and `lxcwatch status`, with node_exporter's flag habits."""
 
 import argparse
+import importlib
 import logging
 import signal
 import socket
@@ -109,11 +110,20 @@ def run_status(args) -> int:
     return 0
 
 
+def tool_parser(name: str, module) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"lxcwatch {name}", description=module.__doc__)
+    module.add_arguments(p)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["status"]:
             return run_status(status_parser().parse_args(argv[1:]))
+        if argv[:1] in (["record"], ["replay"]):
+            module = importlib.import_module(f"lxcwatch.{argv[0]}")
+            return module.run(tool_parser(argv[0], module).parse_args(argv[1:]))
         return run_agent(agent_parser().parse_args(argv))
     except UsageError as e:
         print(f"lxcwatch: error: {e}", file=sys.stderr)

@@ -8,6 +8,7 @@ from lxcwatch import interrupts as interrupts_file
 from lxcwatch import napi, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.fsroot import Root
 from lxcwatch.irq_vectors import assign
+from lxcwatch.kthreads import KernelThreads
 from lxcwatch.links import SysfsLinks
 from lxcwatch.nics import NicDirectory
 from lxcwatch.snapshot import Interrupts, Softirqs
@@ -21,6 +22,7 @@ class Sources:
     sysfs: Root
     nics: NicDirectory
     links: object  # NetlinkLinks on the live host, SysfsLinks on a tree
+    kthreads: KernelThreads
 
     @classmethod
     def open(cls, procfs: str, sysfs: str) -> "Sources":
@@ -31,7 +33,7 @@ class Sources:
             links = NetlinkLinks(sys_root)
         else:
             links = SysfsLinks(sys_root)
-        return cls(Root(procfs), sys_root, NicDirectory(sys_root), links)
+        return cls(Root(procfs), sys_root, NicDirectory(sys_root), links, KernelThreads(Root(procfs)))
 
     def close(self) -> None:
         close = getattr(self.links, "close", None)
@@ -80,6 +82,10 @@ def read_napi(s: Sources):
     return napi.read(s.procfs, s.sysfs, sorted(s.nics.current()))
 
 
+def read_kthreads(s: Sources):
+    return s.kthreads.read()
+
+
 # name -> reader; every collector is on by default. Order matters only for readability of logs.
 COLLECTORS: dict[str, Callable[[Sources], object]] = {
     "softnet": read_softnet,
@@ -88,4 +94,5 @@ COLLECTORS: dict[str, Callable[[Sources], object]] = {
     "netdev": read_netdev,
     "links": read_links,
     "napi": read_napi,
+    "kthreads": read_kthreads,
 }

@@ -22,12 +22,12 @@ class Exposition:
 
     def render(self, accept: str) -> tuple[bytes, str]:
         openmetrics, content_type = exposition.negotiate(accept)
-        snap = self.sampler.latest
+        snap, verdict = self.sampler.current
         with self._lock:
             cached = self._cache.get(content_type)
             if cached and cached[0] == snap.seq:
                 return cached[1], content_type
-            body = exposition.render(metrics.families(snap, self.agent, self.sampler.overruns), openmetrics)
+            body = exposition.render(metrics.families(snap, self.agent, self.sampler.overruns, verdict), openmetrics)
             self._cache[content_type] = (snap.seq, body)
             return body, content_type
 

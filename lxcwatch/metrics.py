@@ -1,9 +1,11 @@
 """Renders a snapshot as Prometheus metric families: a pure function, cached per snapshot by the HTTP layer."""
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from lxcwatch.classifier import HOST_REASONS, REASONS, Verdict
 from lxcwatch.exposition import Family
 from lxcwatch.proc_stat import USER_HZ
 from lxcwatch.snapshot import Snapshot
@@ -144,6 +146,17 @@ def _napi(s: Snapshot) -> Iterator[Family]:
             yield family
 
 
+def _kthreads(s: Snapshot) -> Iterator[Family]:
+    ksoftirqd = _counter("ksoftirqd_cpu_seconds", "CPU time of ksoftirqd/N, where softirq work goes when it overruns.", ["cpu"])
+    napi = _counter("napi_thread_cpu_seconds", "CPU time of a threaded-NAPI poller napi/DEV-ID.", ["device", "thread"])
+    for thread, ticks in sorted(s.kthreads.items(), key=lambda kv: kv[0].pid):
+        if thread.cpu is not None:
+            ksoftirqd.add([str(thread.cpu)], ticks / USER_HZ)
+        else:
+            napi.add([thread.device, thread.name], ticks / USER_HZ)
+    yield from (ksoftirqd, napi)
+
+
 RENDERERS: dict[str, Callable[[Snapshot], Iterator[Family]]] = {
     "softnet": _softnet,
     "softirqs": _softirqs,
@@ -151,10 +164,44 @@ RENDERERS: dict[str, Callable[[Snapshot], Iterator[Family]]] = {
     "netdev": _netdev,
     "links": _links,
     "napi": _napi,
+    "kthreads": _kthreads,
 }
 
 
-def families(s: Snapshot, agent: Agent, overruns: int = 0) -> list[Family]:
+def _verdict(v: Verdict) -> Iterator[Family]:
+    heavy = _gauge("nic_napi_heavy", "1 if the NIC is in NAPI polling-heavy mode (with hysteresis).", ["device"])
+    ppi = _gauge("nic_packets_per_interrupt", "Received packets per hard IRQ on the NIC's receiving vectors, last interval.", ["device"])
+    spi = _gauge("nic_softirqs_per_interrupt", "NET_RX softirqs on the NIC's CPUs per hard IRQ, last interval.", ["device"])
+    since = _gauge("nic_napi_heavy_since_timestamp_seconds", "When the evidence of the current NAPI-heavy mode began.", ["device"])
+    changes = _counter("nic_mode_changes", "Changes between interrupt-driven and NAPI-heavy mode.", ["device"])
+    reason = _gauge("nic_napi_reason", "1 for the reason of the NIC's current mode (none when interrupt-driven).", ["device", "reason"])
+    for device, n in sorted(v.nics.items()):
+        heavy.add([device], int(n.mode.heavy))
+        r = n.rates
+        ppi.add([device], r.packets_per_irq if r.packets_per_irq is not None else (math.inf if r.packets else 0.0))
+        if n.softirqs_per_interrupt is not None:
+            spi.add([device], n.softirqs_per_interrupt)
+        if n.mode.heavy:
+            since.add([device], n.mode.since)
+        changes.add([device], n.mode.changes)
+        for name in REASONS:
+            reason.add([device, name], int(n.mode.reason == name))
+    yield from (heavy, ppi, spi, since, changes, reason)
+    host = _gauge("host_napi_heavy", "1 if a promiscuous or bridged NIC is NAPI-heavy, or softnet is under pressure.")
+    host.add([], int(v.host.heavy))
+    host_reason = _gauge("host_napi_reason", "1 for the reason of the host's current mode.", ["reason"])
+    for name in HOST_REASONS:
+        host_reason.add([name], int(v.host.reason == name))
+    host_changes = _counter("host_mode_changes", "Changes of the host verdict.", [])
+    host_changes.add([], v.host.changes)
+    yield from (host, host_reason, host_changes)
+    if v.host.heavy:
+        host_since = _gauge("host_napi_heavy_since_timestamp_seconds", "When the evidence of the host's NAPI-heavy mode began.")
+        host_since.add([], v.host.since)
+        yield host_since
+
+
+def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | None = None) -> list[Family]:
     """All metric families for one snapshot. A renderer that fails marks its collector failed, nothing more."""
     out: list[Family] = []
     success = {name: r.success for name, r in s.collectors.items()}
@@ -166,6 +213,8 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0) -> list[Family]:
         except Exception:
             log.exception("rendering failed", extra={"collector": name})
             success[name] = False
+    if verdict is not None:
+        out.extend(_verdict(verdict))
     out.extend(_self(s, agent, success, overruns))
     return out
 

@@ -29,6 +29,7 @@ class CpuRates:
     net_rx: float
     net_tx: float
     softirq_share: float  # fraction of the interval this CPU spent in softirq context
+    ksoftirqd_share: float  # fraction of the interval ksoftirqd/N ran: softirq work that overflowed
 
 
 def _diff(new: dict, old: dict, key) -> int:
@@ -74,6 +75,10 @@ def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
     dt = cur.monotonic - prev.monotonic
     if dt <= 0:
         return {}
+    ksoftirqd = {}
+    for thread, ticks in cur.kthreads.items():
+        if thread.cpu is not None and thread in prev.kthreads:
+            ksoftirqd[thread.cpu] = (ticks - prev.kthreads[thread]) / USER_HZ / dt
     out = {}
     for cpu in sorted(cur.softnet_rows):
         def rate(key, table="softnet"):
@@ -83,5 +88,6 @@ def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
         out[cpu] = CpuRates(
             cpu, rate((cpu, "processed")), rate((cpu, "dropped")), rate((cpu, "time_squeeze")),
             rate(("NET_RX", cpu), "softirqs"), rate(("NET_TX", cpu), "softirqs"), ticks / USER_HZ / dt,
+            ksoftirqd.get(cpu, 0.0),
         )
     return out

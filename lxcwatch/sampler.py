@@ -5,11 +5,16 @@ import threading
 import time
 from collections.abc import Callable
 
+from lxcwatch import classifier
 from lxcwatch.collectors import COLLECTORS, Sources
 from lxcwatch.errors import ParseError
 from lxcwatch.snapshot import CollectorResult, Snapshot, build
 
 log = logging.getLogger("lxcwatch.sampler")
+
+
+def mode_name(mode: classifier.Mode) -> str:
+    return "napi_heavy" if mode.heavy else "interrupt"
 
 
 def describe(error: BaseException) -> str:
@@ -23,11 +28,13 @@ def describe(error: BaseException) -> str:
 class Sampler:
     """Owns the sources and the latest snapshot. `sample()` is synchronous; `run()` loops on a schedule."""
 
-    def __init__(self, sources: Sources, collectors: list[str], interval: float):
+    def __init__(self, sources: Sources, collectors: list[str], interval: float,
+                 thresholds: classifier.Thresholds = classifier.Thresholds()):
         self.sources = sources
         self.collectors = collectors
         self.interval = interval
-        self.latest: Snapshot | None = None
+        self.thresholds = thresholds
+        self.current: tuple[Snapshot, classifier.Verdict] | None = None
         self.overruns = 0
         self._stop = threading.Event()
         self.on_sample: list[Callable[[Snapshot], None]] = []
@@ -43,11 +50,21 @@ class Sampler:
                 results[name] = CollectorResult(False, time.perf_counter() - start, describe(e))
         prev = self.latest
         snap = build(prev, (prev.seq if prev else 0) + 1, time.time(), time.monotonic(), readings, results)
+        verdict = classifier.step(self.verdict, prev, snap, self.thresholds) if prev else classifier.Verdict()
         self._log_changes(prev, snap)
-        self.latest = snap  # one reference swap: scrapes see either the old or the new snapshot
+        self._log_modes(self.verdict, verdict)
+        self.current = (snap, verdict)  # one reference swap: a scrape sees the old pair or the new one
         for callback in self.on_sample:
-            callback(snap)
+            callback(snap, verdict)
         return snap
+
+    @property
+    def latest(self) -> Snapshot | None:
+        return self.current[0] if self.current else None
+
+    @property
+    def verdict(self) -> classifier.Verdict:
+        return self.current[1] if self.current else classifier.Verdict()
 
     def run(self) -> None:
         """Sample every interval on a fixed grid; a late sample skips the missed slots instead of bunching up."""
@@ -63,6 +80,15 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @staticmethod
+    def _log_modes(before: classifier.Verdict, after: classifier.Verdict) -> None:
+        for device, v in after.nics.items():
+            old = before.nics.get(device)
+            if v.mode.heavy != (old.mode.heavy if old else False):
+                log.warning("nic mode changed", extra={"device": device, "mode": mode_name(v.mode), "reason": v.mode.reason})
+        if after.host.heavy != before.host.heavy:
+            log.warning("host mode changed", extra={"mode": mode_name(after.host), "reason": after.host.reason})
 
     @staticmethod
     def _log_changes(prev: Snapshot | None, snap: Snapshot) -> None:

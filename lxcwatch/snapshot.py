@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from lxcwatch.counters import EMPTY, Counter32, advance, advance_rows
 from lxcwatch.irq_vectors import NicIrq
+from lxcwatch.kthreads import KernelThread
 from lxcwatch.links import Link
 from lxcwatch.napi import Napi
 from lxcwatch.net_dev import NetDevCounters
@@ -53,6 +54,7 @@ class Snapshot:
     netdev: dict[str, NetDevCounters] = field(default_factory=dict)
     links: dict[str, Link] = field(default_factory=dict)
     napi: Napi | None = None
+    kthreads: dict[KernelThread, int] = field(default_factory=dict)  # CPU ticks of ksoftirqd/N, napi/*
 
     def ok(self, collector: str) -> bool:
         result = self.collectors.get(collector)
@@ -90,6 +92,7 @@ def build(prev: "Snapshot | None", seq: int, timestamp: float, monotonic: float,
         parts["netdev"] = readings["netdev"]
     if readings.get("links") is not None:
         parts["links"] = readings["links"]
-    if readings.get("napi") is not None:
-        parts["napi"] = readings["napi"]
+    for name in ("napi", "kthreads"):
+        if readings.get(name) is not None:
+            parts[name] = readings[name]
     return Snapshot(seq, timestamp, monotonic, results, **parts)
