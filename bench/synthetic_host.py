@@ -280,9 +280,13 @@ def _write(path: str, text: str) -> None:
 
 
 def _symlink(link: str, target: str) -> None:
-    """A relative symlink from `link` to `target`, computed the way sysfs does (both absolute paths here)."""
+    """A relative symlink the way kernfs_get_target_path() writes it: up to the common ancestor of the
+    link's directory and the target's parent, then down, always naming the target (`device ->
+    ../../../0000:18:00.0`, never `../..`)."""
     os.makedirs(os.path.dirname(link), exist_ok=True)
-    os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
+    up = os.path.relpath(os.path.dirname(target), os.path.dirname(link))
+    name = os.path.basename(target)
+    os.symlink(name if up == "." else f"{up}/{name}", link)
 
 
 def _write_proc(proc: str, host: Host) -> None:

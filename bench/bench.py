@@ -1,0 +1,447 @@
+"""Benchmark lxcwatch against prometheus-node-exporter on one synthetic 128-CPU, 1000-veth host tree."""
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import synthetic_host  # noqa: E402  (sibling module, also usable on its own)
+
+REPO = Path(__file__).resolve().parent.parent
+RESULT = REPO / "bench" / "out" / "result.md"
+DOCS = REPO / "docs" / "performance.md"
+DOCS_START, DOCS_END = "<!-- bench:figures:start -->", "<!-- bench:figures:end -->"
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+# What Prometheus 2.x sends on every scrape.
+SCRAPE_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+              "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READY_TIMEOUT = 120.0
+SCRAPE_TIMEOUT = 60.0
+
+
+@dataclass
+class Result:
+    """What one exporter cost on the tree; CPU in seconds, latency in seconds, memory in bytes."""
+
+    name: str
+    version: str = ""
+    cpu_per_sample: float | None = None  # lxcwatch only: sampling with nobody scraping
+    cpu_per_scrape: float | None = None  # scrapes paced at the sample interval, sampling cost removed
+    latencies: list[float] = field(default_factory=list)
+    rss_warm: int = 0
+    rss_end: int = 0
+    rss_peak: int = 0
+    series: int = 0
+    body_bytes: int = 0
+    gzip_bytes: int = 0
+    devices: int = 0  # distinct device labels seen (sanity check that the tree was read)
+
+    @property
+    def cpu_per_cycle(self) -> float:
+        """lxcwatch: one sample plus one scrape; node_exporter: one scrape (it samples at scrape time)."""
+        return (self.cpu_per_sample or 0.0) + (self.cpu_per_scrape or 0.0)
+
+
+# ---- processes and probes -------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    progress("$ " + shlex.join(cmd))
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s; only the process this script started."""
+    if proc is None or proc.poll() is not None:
+        return
+    progress(f"stopping {proc.args[0]} (pid {proc.pid})")
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def scrape(url: str, gzip: bool = True) -> tuple[float, bytes]:
+    """One scrape as Prometheus does it; returns (wall seconds, body as sent)."""
+    headers = SCRAPE_HEADERS if gzip else {"Accept": "text/plain;version=0.0.4"}
+    request = urllib.request.Request(url, headers=headers)
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=SCRAPE_TIMEOUT) as response:
+        body = response.read()
+    return time.perf_counter() - t0, body
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail(log)}")
+        try:
+            scrape(url, gzip=False)
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT:.0f} s:\n{tail(log)}")
+
+
+def tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (all threads) from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+
+
+def memory(pid: int, key: str) -> int:
+    """VmRSS / VmHWM from /proc/PID/status, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def counter(url: str, name: str) -> float | None:
+    """The value of an unlabelled sample in a plain-text scrape, None when absent."""
+    text = scrape(url, gzip=False)[1].decode()
+    match = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def describe_exposition(result: Result, url: str, device_metric: str) -> None:
+    """Series count and sizes of one plain and one gzip scrape, and the device labels of one metric."""
+    body = scrape(url, gzip=False)[1].decode()
+    result.body_bytes = len(body.encode())
+    result.gzip_bytes = len(scrape(url)[1])
+    result.series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
+    pattern = re.compile(rf'^{device_metric}{{[^}}]*device="([^"]+)"', re.MULTILINE)
+    result.devices = len(set(pattern.findall(body)))
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+# ---- measurement windows ----------------------------------------------------------------------------------
+
+
+def paced_scrapes(url: str, count: int, interval: float) -> None:
+    """`count` scrapes, one per `interval`, the way Prometheus paces them."""
+    start_time = time.monotonic()
+    for i in range(count):
+        scrape(url)
+        time.sleep(max(0.0, start_time + (i + 1) * interval - time.monotonic()))
+
+
+def burst(url: str, count: int) -> list[float]:
+    """`count` back-to-back scrapes; returns their wall times."""
+    return [scrape(url)[0] for _ in range(count)]
+
+
+def cpu_over(pid: int, action: Callable[[], object]) -> float:
+    """CPU seconds the process spent while `action` ran."""
+    before = cpu_seconds(pid)
+    action()
+    return cpu_seconds(pid) - before
+
+
+def sampled_cpu(url: str, pid: int, interval: float, action: Callable[[], object]) -> tuple[float, float]:
+    """(CPU seconds, samples taken) while `action` ran; samples from lxcwatch_samples_total, read outside
+    the CPU window, or from the elapsed time when the agent does not export it."""
+    s0, t0 = counter(url, "lxcwatch_samples_total"), time.monotonic()
+    cpu = cpu_over(pid, action)
+    elapsed, s1 = time.monotonic() - t0, counter(url, "lxcwatch_samples_total")
+    samples = s1 - s0 if s0 is not None and s1 is not None and s1 > s0 else elapsed / interval
+    return cpu, samples
+
+
+def measure_lxcwatch(cmd: list[str], tree: Path, args: argparse.Namespace, workdir: Path) -> Result:
+    port, log = free_port(), workdir / "lxcwatch.log"
+    url = f"http://127.0.0.1:{port}/metrics"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    flags = [f"--path.procfs={tree / 'proc'}", f"--path.sysfs={tree / 'sys'}",
+             f"--web.listen-address=127.0.0.1:{port}", f"--sample.interval={args.interval:g}s"]
+    version = subprocess.run(cmd + ["--version"], capture_output=True, text=True, env=env, timeout=60).stdout
+    proc = start(cmd + flags, log, env)
+    try:
+        result = Result("lxcwatch", version.strip())
+        wait_ready(url, proc, log)
+        warm_up(url, args.warmup)
+        result.rss_warm = memory(proc.pid, "VmRSS")
+        lxcwatch_cpu(result, url, proc.pid, args)
+        result.latencies = burst(url, args.scrapes)
+        result.rss_end, result.rss_peak = memory(proc.pid, "VmRSS"), memory(proc.pid, "VmHWM")
+        describe_exposition(result, url, "lxcwatch_link_info")
+        return result
+    finally:
+        stop(proc)
+
+
+def lxcwatch_cpu(result: Result, url: str, pid: int, args: argparse.Namespace) -> None:
+    """CPU per sample with nobody scraping; then per scrape, from a window with one scrape per sample
+    minus the sampling the agent did meanwhile."""
+    progress(f"lxcwatch: {args.samples} samples, nobody scraping")
+    cpu, samples = sampled_cpu(url, pid, args.interval, lambda: time.sleep(args.samples * args.interval))
+    result.cpu_per_sample = cpu / samples
+    progress(f"lxcwatch: {result.cpu_per_sample * 1000:.1f} ms CPU per sample; now one scrape per sample")
+    cpu, samples = sampled_cpu(url, pid, args.interval, lambda: paced_scrapes(url, args.samples, args.interval))
+    result.cpu_per_scrape = max(0.0, cpu - result.cpu_per_sample * samples) / args.samples
+    progress(f"lxcwatch: {result.cpu_per_scrape * 1000:.1f} ms CPU per scrape; now {args.scrapes} scrapes")
+
+
+def warm_up(url: str, seconds: float) -> None:
+    """A few scrapes and some sampling before anything is measured (imports, caches, first GC cycles)."""
+    deadline = time.monotonic() + seconds
+    for _ in range(3):
+        scrape(url)
+    time.sleep(max(0.0, deadline - time.monotonic()))
+
+
+def measure_node_exporter(tree: Path, args: argparse.Namespace, workdir: Path) -> Result:
+    port, log = free_port(), workdir / "node_exporter.log"
+    url = f"http://127.0.0.1:{port}/metrics"
+    cmd = [args.node_exporter, f"--web.listen-address=127.0.0.1:{port}",
+           f"--path.procfs={tree / 'proc'}", f"--path.sysfs={tree / 'sys'}", "--collector.disable-defaults",
+           "--collector.softnet", "--collector.interrupts", "--collector.stat", "--collector.netclass",
+           # 1.5 reads counters over netlink by default: that would be this machine's links, not the tree's.
+           "--collector.netdev", "--no-collector.netdev.netlink"]
+    version = subprocess.run([args.node_exporter, "--version"], capture_output=True, text=True, timeout=60)
+    proc = start(cmd, log)
+    try:
+        result = Result("node_exporter", (version.stdout + version.stderr).splitlines()[0].strip())
+        wait_ready(url, proc, log)
+        warm_up(url, args.warmup)
+        result.rss_warm = memory(proc.pid, "VmRSS")
+        progress(f"node_exporter: {args.samples} scrapes, one per {args.interval:g} s")
+        cpu = cpu_over(proc.pid, lambda: paced_scrapes(url, args.samples, args.interval))
+        result.cpu_per_scrape = cpu / args.samples
+        progress(f"node_exporter: {result.cpu_per_scrape * 1000:.1f} ms CPU per scrape; now {args.scrapes} scrapes")
+        result.latencies = burst(url, args.scrapes)
+        result.rss_end, result.rss_peak = memory(proc.pid, "VmRSS"), memory(proc.pid, "VmHWM")
+        describe_exposition(result, url, "node_network_info")
+        return result
+    finally:
+        stop(proc)
+
+
+# ---- report -------------------------------------------------------------------------------------------------
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def render(lx: Result, ne: Result, host: synthetic_host.Host, args: argparse.Namespace) -> str:
+    """The figures as markdown: context, one table, the targets."""
+    rows = [
+        ("CPU per sample (nobody scraping)", ms(lx.cpu_per_sample), "- (samples only when scraped)", ""),
+        ("CPU per scrape", ms(lx.cpu_per_scrape), ms(ne.cpu_per_scrape), ratio(lx.cpu_per_scrape, ne.cpu_per_scrape)),
+        ("**CPU per sample+scrape** (node_exporter: per scrape)", ms(lx.cpu_per_cycle), ms(ne.cpu_per_cycle),
+         ratio(lx.cpu_per_cycle, ne.cpu_per_cycle)),
+    ]
+    lx_load, ne_load = average_load(lx, args), average_load(ne, args)
+    rows.append((f"Average CPU at {args.interval:g} s sampling, {args.scrape_interval:g} s scrapes (% of one core)",
+                 f"{lx_load:.1f} %", f"{ne_load:.1f} %", ratio(lx_load, ne_load)))
+    rows.append(("Scrape interval above which node_exporter costs less CPU per hour", break_even(lx, ne, args), "", ""))
+    for p in (50, 99):
+        a, b = percentile(lx.latencies, p), percentile(ne.latencies, p)
+        rows.append((f"Scrape latency p{p} ({args.scrapes} sequential scrapes)", ms(a), ms(b), ratio(a, b)))
+    rows += [
+        ("RSS after warm-up (VmRSS)", mib(lx.rss_warm), mib(ne.rss_warm), ratio(lx.rss_warm, ne.rss_warm)),
+        ("RSS at the end of the run (VmRSS)", mib(lx.rss_end), mib(ne.rss_end), ratio(lx.rss_end, ne.rss_end)),
+        ("Peak RSS (VmHWM)", mib(lx.rss_peak), mib(ne.rss_peak), ratio(lx.rss_peak, ne.rss_peak)),
+        ("Series per scrape", str(lx.series), str(ne.series), ratio(lx.series, ne.series)),
+        ("Body per scrape, plain / gzip", f"{lx.body_bytes // 1024} KiB / {lx.gzip_bytes // 1024} KiB",
+         f"{ne.body_bytes // 1024} KiB / {ne.gzip_bytes // 1024} KiB", ratio(lx.gzip_bytes, ne.gzip_bytes)),
+        ("Devices seen (link_info / node_network_info)", str(lx.devices), str(ne.devices), ""),
+    ]
+    table = ["| | lxcwatch | node_exporter | lxcwatch / node_exporter |", "|---|---:|---:|---:|"]
+    table += [f"| {name} | {a} | {b} | {r} |" for name, a, b, r in rows]
+    return "\n".join(context(lx, ne, host, args) + [""] + table + [""] + verdict(lx, ne)) + "\n"
+
+
+def average_load(result: Result, args: argparse.Namespace) -> float:
+    """Percent of one core in steady state: lxcwatch samples every interval, both are scraped every
+    --scrape-interval."""
+    per_second = (result.cpu_per_sample or 0.0) / args.interval + (result.cpu_per_scrape or 0.0) / args.scrape_interval
+    return 100 * per_second
+
+
+def break_even(lx: Result, ne: Result, args: argparse.Namespace) -> str:
+    """lxcwatch pays its samples every interval, node_exporter only per scrape: the scrape interval at which
+    both cost the same CPU per second."""
+    sampling_per_second = (lx.cpu_per_sample or 0.0) / args.interval
+    saved_per_scrape = (ne.cpu_per_scrape or 0.0) - (lx.cpu_per_scrape or 0.0)
+    if sampling_per_second <= 0 or saved_per_scrape <= 0:
+        return "-"
+    return f"{saved_per_scrape / sampling_per_second:.0f} s"
+
+
+def context(lx: Result, ne: Result, host: synthetic_host.Host, args: argparse.Namespace) -> list[str]:
+    nics = sum(1 for link in host.links if link.kind == "physical")
+    veths = sum(1 for link in host.links if link.kind == "veth")
+    return [
+        f"- Run of {args.started:%Y-%m-%d %H:%M} UTC on {machine()}.",
+        f"- Tree: {host.cpus} CPUs, {nics} NICs x {args.queues} queues + 1 link vector, {veths} veths on 4 bridges, "
+        f"{len(host.links)} links, {len(host.irqs)} numbered IRQ rows. {lx.version}; {ne.version}.",
+        f"- Windows: {args.samples} samples of {args.interval:g} s (idle, then scraped once per sample), "
+        f"{args.scrapes} back-to-back scrapes for latency; scrapes send Prometheus' Accept and gzip headers.",
+        f"- Load average at the start / end of the run: {args.load_start} / {load_average()} (other work on the "
+        "machine shows in the latencies first).",
+    ]
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def verdict(lx: Result, ne: Result) -> list[str]:
+    cpu_ok = lx.cpu_per_cycle <= ne.cpu_per_cycle
+    rss_ok = max(lx.rss_warm, lx.rss_end) < 60 * 2**20
+    return [
+        f"- CPU target (lxcwatch sample+scrape <= node_exporter scrape): **{'met' if cpu_ok else 'MISSED'}** "
+        f"({ms(lx.cpu_per_cycle)} vs {ms(ne.cpu_per_cycle)}).",
+        f"- RSS target (< 60 MiB): **{'met' if rss_ok else 'MISSED'}** ({mib(max(lx.rss_warm, lx.rss_end))}).",
+    ]
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, {distro()}, "
+            f"Python {platform.python_version()}")
+
+
+def distro() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)["PRETTY_NAME"].strip('"')
+    except (OSError, KeyError):
+        return "unknown distribution"
+
+
+def write_docs(markdown: str) -> None:
+    """Replace what lies between the figures markers of docs/performance.md."""
+    text = DOCS.read_text()
+    head, start, rest = text.partition(DOCS_START)
+    _, end, foot = rest.partition(DOCS_END)
+    if not start or not end:
+        raise SystemExit(f"{DOCS}: figure markers {DOCS_START} ... {DOCS_END} not found")
+    DOCS.write_text(f"{head}{DOCS_START}\n{markdown}{DOCS_END}{foot}")
+
+
+# ---- main -----------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=int, default=30, help="samples per CPU window (default 30)")
+    parser.add_argument("--scrapes", type=int, default=100, help="back-to-back scrapes for latency (default 100)")
+    parser.add_argument("--interval", type=float, default=1.0, help="lxcwatch --sample.interval in seconds")
+    parser.add_argument("--scrape-interval", type=float, default=15.0,
+                        help="Prometheus scrape interval assumed for the average-CPU row (default 15)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up before measuring")
+    parser.add_argument("--cpus", type=int, default=128)
+    parser.add_argument("--nics", type=int, default=8)
+    parser.add_argument("--queues", type=int, default=32)
+    parser.add_argument("--veths", type=int, default=1000)
+    parser.add_argument("--lxcwatch", default=shlex.join([sys.executable, "-m", "lxcwatch"]),
+                        help="command that starts lxcwatch (default: this Python with -m lxcwatch)")
+    parser.add_argument("--node-exporter", default=NODE_EXPORTER, help="node_exporter binary")
+    parser.add_argument("--tmpdir", help="where to build the tree (default: the system temp dir)")
+    parser.add_argument("--write-docs", action="store_true", help="also rewrite the figures in docs/performance.md")
+    args = parser.parse_args(argv)
+    if min(args.samples, args.scrapes) < 1 or min(args.interval, args.scrape_interval) <= 0:
+        parser.error("--samples, --scrapes, --interval and --scrape-interval must be positive")
+    return args
+
+
+def terminate_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so the finally blocks stop the exporters and remove the tree."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.started, args.load_start = datetime.datetime.now(datetime.timezone.utc), load_average()
+    terminate_on_sigterm()
+    workdir = Path(tempfile.mkdtemp(prefix="lxcwatch-bench-", dir=args.tmpdir))
+    try:
+        tree = workdir / "host"
+        t0 = time.monotonic()
+        host = synthetic_host.build(str(tree), args.cpus, args.nics, args.queues, args.veths)
+        progress(f"tree built in {time.monotonic() - t0:.1f} s: {tree}")
+        lx = measure_lxcwatch(shlex.split(args.lxcwatch), tree, args, workdir)
+        ne = measure_node_exporter(tree, args, workdir)
+    except (RuntimeError, OSError, urllib.error.URLError) as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    finally:
+        progress(f"removing {workdir}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    markdown = render(lx, ne, host, args)
+    print(markdown)
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(markdown)
+    print(f"wrote {RESULT.relative_to(REPO)}", file=sys.stderr)
+    if args.write_docs:
+        write_docs(markdown)
+        print(f"wrote {DOCS.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
