@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from lxcwatch import __version__, config, http, logs, metrics, status
+from lxcwatch import __version__, classifier, config, http, logs, metrics, status
 from lxcwatch.collectors import COLLECTORS, Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sampler import Sampler
@@ -21,6 +21,33 @@ DEFAULT_PORT = 12243
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2: no usage dump for a typo
         raise UsageError(message)
+
+
+DETECT_FLAGS = (  # (flag, Thresholds field, type)
+    ("--detect.min-packets-per-second", "min_packets_per_second", float),
+    ("--detect.packets-per-interrupt", "packets_per_interrupt", float),
+    ("--detect.squeezes-per-second", "squeezes_per_second", float),
+    ("--detect.ksoftirqd-share", "ksoftirqd_share", float),
+    ("--detect.host-squeezes-per-second", "host_squeezes_per_second", float),
+    ("--detect.host-drops-per-second", "host_drops_per_second", float),
+    ("--detect.enter-samples", "enter_samples", int),
+    ("--detect.leave-samples", "leave_samples", int),
+)
+
+
+def _detect_flags(p: argparse.ArgumentParser) -> None:
+    defaults = classifier.Thresholds()
+    for flag, name, kind in DETECT_FLAGS:
+        p.add_argument(flag, dest=f"detect_{name}", type=kind, default=getattr(defaults, name), metavar="N",
+                       help=f"NAPI-heavy detection: {name.replace('_', ' ')} (default {getattr(defaults, name)}; see docs/detection.md)")
+
+
+def thresholds(args) -> classifier.Thresholds:
+    values = {name: getattr(args, f"detect_{name}") for _, name, _ in DETECT_FLAGS}
+    for flag, name, _ in DETECT_FLAGS:
+        if values[name] < 0 or (name.endswith("_samples") and values[name] < 1):
+            raise UsageError(f"invalid {flag} {values[name]}: must be {'at least 1' if name.endswith('_samples') else 'positive'}")
+    return classifier.Thresholds(**values)
 
 
 def _path_flags(p: argparse.ArgumentParser) -> None:
@@ -41,6 +68,7 @@ def agent_parser() -> argparse.ArgumentParser:
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction, default=True,
                        help=f"enable the {name} collector (default: enabled; --no-collector.{name} disables)")
+    _detect_flags(p)
     p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     p.add_argument("--version", action="version", version=f"lxcwatch {__version__}")
@@ -50,6 +78,7 @@ def agent_parser() -> argparse.ArgumentParser:
 def status_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch status", description="Two samples one interval apart: per-NIC and per-CPU receive rates.")
     _path_flags(p)
+    _detect_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     return p
 
@@ -70,7 +99,7 @@ def run_agent(args) -> int:
     agent = metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname())
 
     sources = Sources.open(args.procfs, args.sysfs)
-    sampler = Sampler(sources, collectors, interval)
+    sampler = Sampler(sources, collectors, interval, thresholds(args))
     servers = [http.bind(address, None) for address in listen]  # bind first: a port in use fails fast
     sampler.sample()  # the first scrape already has data
     app = http.make_app(http.Exposition(sampler, agent), args.telemetry_path)
@@ -97,13 +126,15 @@ def run_agent(args) -> int:
 
 def run_status(args) -> int:
     interval = config.duration(args.interval)
+    limits = thresholds(args)
     config.check_roots(args.procfs, args.sysfs)
     sources = Sources.open(args.procfs, args.sysfs)
     try:
-        sampler = Sampler(sources, list(COLLECTORS), interval)
+        sampler = Sampler(sources, list(COLLECTORS), interval, limits)
         first = sampler.sample()
         time.sleep(interval)  # the interval the rates are measured over
-        data = status.report(first, sampler.sample())
+        sampler.sample()
+        data = status.report(first, *sampler.current)
     finally:
         sources.close()
     print(status.to_json(data) if args.json else status.to_text(data))

@@ -3,18 +3,24 @@
 import json
 from dataclasses import asdict
 
+from lxcwatch.classifier import Verdict
 from lxcwatch.rates import cpu_rates, nic_rates
 from lxcwatch.snapshot import Snapshot
 
 
-def report(prev: Snapshot, cur: Snapshot) -> dict:
-    """Rates between two samples, with each NIC's promiscuity and driver, as plain data."""
+def report(prev: Snapshot, cur: Snapshot, verdict: Verdict) -> dict:
+    """Rates between two samples, with each NIC's polling evidence, promiscuity and driver, as plain data.
+    Two samples are too few for hysteresis: the mode shown is this interval's evidence."""
     nics = []
     for device, r in nic_rates(prev, cur).items():
         link = cur.links.get(device)
+        v = verdict.nics.get(device)
+        evidence = v.evidence if v else "none"
         nics.append({
             **asdict(r),
             "cpus": list(r.cpus),
+            "mode": "polling" if evidence != "none" else "interrupt",
+            "reason": evidence,
             "promiscuous": link.promiscuous if link else None,
             "promiscuity": link.promiscuity if link else None,
             "driver": link.driver.driver if link else "",
@@ -24,6 +30,7 @@ def report(prev: Snapshot, cur: Snapshot) -> dict:
         "interval_seconds": round(cur.monotonic - prev.monotonic, 3),
         "nics": nics,
         "cpus": [asdict(c) for c in cpu_rates(prev, cur).values()],
+        "host": {"mode": "polling" if verdict.host_evidence != "none" else "interrupt", "reason": verdict.host_evidence},
         "failed_collectors": {n: r.error for n, r in cur.collectors.items() if not r.success},
     }
 
@@ -47,7 +54,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 def to_text(data: dict) -> str:
     nic_rows = [
         [n["device"], _num(n["packets"]), _num(n["irqs"]), _num(n["packets_per_irq"], 2), _num(n["net_rx"]),
-         _num(n["squeezes"]), {True: "yes", False: "no", None: "?"}[n["promiscuous"]],
+         _num(n["squeezes"]), n["mode"], n["reason"], {True: "yes", False: "no", None: "?"}[n["promiscuous"]],
          f'{n["driver"]} {n["driver_version"]}'.strip() or "-"]
         for n in data["nics"]
     ]
@@ -56,8 +63,10 @@ def to_text(data: dict) -> str:
          _num(c["net_tx"]), f'{100 * c["softirq_share"]:.1f}%']
         for c in data["cpus"]
     ]
-    out = [f'Rates over {data["interval_seconds"]}s', "", "NICs"]
-    out += _table(["device", "packets/s", "irqs/s", "pkts/irq", "net_rx/s", "squeezed/s", "promisc", "driver"], nic_rows)
+    host = data["host"]
+    out = [f'Rates over {data["interval_seconds"]}s; host: {host["mode"]} ({host["reason"]})', "", "NICs"]
+    out += _table(["device", "packets/s", "irqs/s", "pkts/irq", "net_rx/s", "squeezed/s", "mode", "reason", "promisc",
+                   "driver"], nic_rows)
     if not nic_rows:
         out.append("(no physical NIC found)")
     out += ["", "CPUs (softnet)"]
