@@ -70,7 +70,10 @@ class Sampler:
         """Sample every interval on a fixed grid; a late sample skips the missed slots instead of bunching up."""
         next_at = time.monotonic() + self.interval
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
-            self.sample()
+            try:
+                self.sample()
+            except Exception:  # a bug must not stop sampling: the scrape would serve a frozen snapshot
+                log.exception("sample failed")
             next_at += self.interval
             now = time.monotonic()
             if now > next_at:
