@@ -23,6 +23,7 @@ class Sources:
     nics: NicDirectory
     links: object  # NetlinkLinks on the live host, SysfsLinks on a tree
     kthreads: KernelThreads
+    assigned: tuple | None = None  # (key, NicIrqs) of the last IRQ assignment
 
     @classmethod
     def open(cls, procfs: str, sysfs: str) -> "Sources":
@@ -64,10 +65,18 @@ def read_interrupts(s: Sources):
         nics = s.nics.current(force=True)
         wanted = {irq for nic in nics.values() for irq in nic.irqs}
         parsed = interrupts_file.parse(text, wanted)
-    nic_irqs = assign(nics, parsed)
+    nic_irqs = _assign_cached(s, nics, parsed)
     if any(parsed.rows[i.irq].counts is None for i in nic_irqs):  # some were found by name only
         parsed = interrupts_file.parse(text, {i.irq for i in nic_irqs})
     return Interrupts(parsed.cpus, nic_irqs, {i.irq: parsed.rows[i.irq].counts for i in nic_irqs})
+
+
+def _assign_cached(s: Sources, nics, parsed) -> tuple:
+    """assign() again only when the NICs or the text of their IRQ rows changed (a driver reload)."""
+    key = (tuple(nics.values()), tuple(row.tail for row in parsed.rows.values() if row.counts is not None))
+    if s.assigned is None or s.assigned[0] != key:
+        s.assigned = (key, assign(nics, parsed))
+    return s.assigned[1]
 
 
 def read_netdev(s: Sources):

@@ -38,8 +38,7 @@ def parse(text: str) -> dict[str, NetDevCounters]:
         if len(fields) != 16:
             raise ParseError(SOURCE, f"{name.strip()}: expected 16 counters, found {len(fields)}", number)
         try:
-            f = [int(x) for x in fields]
+            links[name.strip()] = NetDevCounters(*map(int, fields[0:4]), *map(int, fields[8:12]))
         except ValueError:
             raise ParseError(SOURCE, f"{name.strip()}: not a number", number) from None
-        links[name.strip()] = NetDevCounters(f[0], f[1], f[2], f[3], f[8], f[9], f[10], f[11])
     return links
