@@ -85,8 +85,7 @@ def capture_kthreads(proc: Reader) -> None:
 
 def capture_link(sysfs: Reader, name: str) -> str | None:
     """One interface: its class/net link, attributes, kind markers and relation links; returns its device dir."""
-    if sysfs.link(f"class/net/{name}") is None:
-        return None
+    sysfs.link(f"class/net/{name}")  # a symlink in every kernel; should it be a directory, its files are kept
     base = sysfs.real(f"class/net/{name}")
     for attr in LINK_ATTRS:
         sysfs.file(f"{base}/{attr}")
@@ -137,18 +136,19 @@ def full(procfs: str, sysfs: str) -> Tree:
     return tree
 
 
-def volatile(procfs: str, sysfs: str, prev: Tree) -> Tree:
-    """prev with only what changes re-read: procfs files, link state, thread CPU time. Cheap: no walks."""
+def volatile(procfs: str, sysfs: str, prev: Tree, names: list[str]) -> Tree:
+    """prev with only what changes re-read: procfs files, the state of the interfaces `names`, thread CPU time.
+    Cheap: no walks, no symlinks resolved."""
     tree = Tree(dict(prev.files), dict(prev.links))
     proc, sys_ = Reader(procfs, "proc", tree), Reader(sysfs, "sys", tree)
     for rel in PROC_FILES:
         _refresh(proc, rel)
-    for path, target in prev.links.items():
-        if path.startswith("sys/class/net/") and path.count("/") == 3:
-            base = os.path.normpath(os.path.join("class/net", target))
-            for attr in LINK_VOLATILE:
-                _refresh(sys_, f"{base}/{attr}")
-            _refresh(sys_, f"{base}/master", link=True)
+    for name in names:
+        target = prev.links.get(f"sys/class/net/{name}")
+        base = os.path.normpath(os.path.join("class/net", target)) if target else f"class/net/{name}"
+        for attr in LINK_VOLATILE:
+            _refresh(sys_, f"{base}/{attr}")
+        _refresh(sys_, f"{base}/master", link=True)
     for path in prev.files:
         pid, _, name = path.removeprefix("proc/").partition("/")
         if name == "comm" and pid.isdigit() and not _refresh(proc, f"{pid}/stat"):
@@ -182,5 +182,5 @@ class Capturer:
         if self.tree is None or names != self._names or self._age >= RESCAN_SAMPLES:
             self.tree, self._names, self._age = full(self.procfs, self.sysfs), names, 0
         else:
-            self.tree = volatile(self.procfs, self.sysfs, self.tree)
+            self.tree = volatile(self.procfs, self.sysfs, self.tree, names)
         return self.tree

@@ -7,8 +7,15 @@ MASK32 = 0xFFFFFFFF
 
 
 def delta32(old: int, new: int) -> int:
-    """Increase of a 32-bit counter that may have wrapped once since `old`."""
-    return (new - old) & MASK32
+    """Increase of a 32-bit counter that may have wrapped once since `old`. An "increase" of 2^31 or more
+    in one sample is no wrap but a reset (a replayed trace starting over): count from zero, as Prometheus does."""
+    d = (new - old) & MASK32
+    return d if d < 0x80000000 else new
+
+
+def increase(old: int, new: int) -> int:
+    """Increase of a 64-bit counter; a decrease means it was reset."""
+    return new - old if new >= old else new
 
 
 @dataclass(frozen=True, slots=True)

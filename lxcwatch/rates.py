@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from lxcwatch.counters import increase
 from lxcwatch.proc_stat import USER_HZ
 from lxcwatch.snapshot import Snapshot
 
@@ -33,7 +34,7 @@ class CpuRates:
 
 
 def _diff(new: dict, old: dict, key) -> int:
-    return new[key] - old[key] if key in new and key in old else 0
+    return increase(old[key], new[key]) if key in new and key in old else 0
 
 
 def _per_cpu(s: Snapshot, irqs: list[str]) -> dict[int, int]:
@@ -58,9 +59,9 @@ def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
             data.setdefault(i.device, []).append(i.irq)
     out = {}
     for device, irqs in sorted(data.items()):
-        irq_delta = sum(cur.irqs.total[i] - prev.irqs.total.get(i, cur.irqs.total[i]) for i in irqs)
+        irq_delta = sum(increase(prev.irqs.total.get(i, cur.irqs.total[i]), cur.irqs.total[i]) for i in irqs)
         new, old = cur.netdev.get(device), prev.netdev.get(device)
-        packets = new.receive_packets - old.receive_packets if new and old else 0
+        packets = increase(old.receive_packets, new.receive_packets) if new and old else 0
         cpus = _serving_cpus(prev, cur, irqs)
         net_rx = sum(_diff(cur.softirqs.total, prev.softirqs.total, ("NET_RX", c)) for c in cpus)
         squeezes = sum(_diff(cur.softnet.total, prev.softnet.total, (c, "time_squeeze")) for c in cpus)
@@ -78,13 +79,13 @@ def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
     ksoftirqd = {}
     for thread, ticks in cur.kthreads.items():
         if thread.cpu is not None and thread in prev.kthreads:
-            ksoftirqd[thread.cpu] = (ticks - prev.kthreads[thread]) / USER_HZ / dt
+            ksoftirqd[thread.cpu] = increase(prev.kthreads[thread], ticks) / USER_HZ / dt
     out = {}
     for cpu in sorted(cur.softnet_rows):
         def rate(key, table="softnet"):
             return _diff(getattr(cur, table).total, getattr(prev, table).total, key) / dt
 
-        ticks = cur.softirq_ticks.get(cpu, 0) - prev.softirq_ticks.get(cpu, cur.softirq_ticks.get(cpu, 0))
+        ticks = increase(prev.softirq_ticks.get(cpu, cur.softirq_ticks.get(cpu, 0)), cur.softirq_ticks.get(cpu, 0))
         out[cpu] = CpuRates(
             cpu, rate((cpu, "processed")), rate((cpu, "dropped")), rate((cpu, "time_squeeze")),
             rate(("NET_RX", cpu), "softirqs"), rate(("NET_TX", cpu), "softirqs"), ticks / USER_HZ / dt,

@@ -7,8 +7,8 @@ from lxcwatch.counters import EMPTY, advance, delta32
 
 @pytest.mark.parametrize(
     "old,new,expected",
-    [(5, 9, 4), (0xFFFFFFF0, 0x10, 0x20), (0xFFFFFFFF, 0, 1), (7, 7, 0)],
-    ids=["plain", "wrap", "wrap-to-zero", "still"],
+    [(5, 9, 4), (0xFFFFFFF0, 0x10, 0x20), (0xFFFFFFFF, 0, 1), (7, 7, 0), (1_000_000, 500, 500)],
+    ids=["plain", "wrap", "wrap-to-zero", "still", "reset"],
 )
 def test_delta32(old, new, expected):
     assert delta32(old, new) == expected
@@ -30,3 +30,16 @@ def test_totals_keep_growing_across_a_wrap():
 def test_keys_gone_are_dropped():
     c = advance(EMPTY, {"a": 10, "b": 50})
     assert advance(c, {"a": 12}).total == {"a": 12}
+
+
+def test_a_reset_counts_from_zero():
+    c = advance(EMPTY, {"a": 5_000_000})
+    c = advance(c, {"a": 700})  # a replayed trace started over: no 4-billion jump
+    assert c.total["a"] == 5_000_700
+
+
+@pytest.mark.parametrize("old,new,expected", [(10, 15, 5), (2**40, 2**40 + 1, 1), (900, 100, 100)])
+def test_increase64(old, new, expected):
+    from lxcwatch.counters import increase
+
+    assert increase(old, new) == expected
