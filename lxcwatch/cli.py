@@ -50,19 +50,13 @@ def thresholds(args) -> classifier.Thresholds:
     return classifier.Thresholds(**values)
 
 
-def _path_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--path.procfs", dest="procfs", default="/proc", metavar="PATH", help="procfs mountpoint (default /proc)")
-    p.add_argument("--path.sysfs", dest="sysfs", default="/sys", metavar="PATH", help="sysfs mountpoint (default /sys)")
-    p.add_argument("--sample.interval", dest="interval", default="1s", metavar="DURATION", help="time between samples (default 1s)")
-
-
 def agent_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch", description="Exports the receive path of an LXC host as Prometheus metrics. "
                 "Subcommand: `lxcwatch status` for a one-shot view.")
     p.add_argument("--web.listen-address", dest="listen", action="append", metavar="ADDR",
                    help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
-    _path_flags(p)
+    config.add_source_flags(p)
     p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to")
     p.add_argument("--replica.name", dest="replica_name", default=None, metavar="NAME", help="this host's name in its group (default: hostname)")
     for name in COLLECTORS:
@@ -77,7 +71,7 @@ def agent_parser() -> argparse.ArgumentParser:
 
 def status_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch status", description="Two samples one interval apart: per-NIC and per-CPU receive rates.")
-    _path_flags(p)
+    config.add_source_flags(p)
     _detect_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     return p

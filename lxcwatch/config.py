@@ -35,3 +35,10 @@ def check_roots(procfs: str, sysfs: str) -> None:
             raise RuntimeFailure(f"{flag}={root}: permission denied")
         if not any(os.path.exists(os.path.join(root, m)) for m in markers):
             raise RuntimeFailure(f"{flag}={root}: none of {', '.join(markers)} found; is this a {flag[7:]} root?")
+
+
+def add_source_flags(p) -> None:
+    """--path.procfs, --path.sysfs and --sample.interval, shared by the agent, status and record."""
+    p.add_argument("--path.procfs", dest="procfs", default="/proc", metavar="PATH", help="procfs mountpoint (default /proc)")
+    p.add_argument("--path.sysfs", dest="sysfs", default="/sys", metavar="PATH", help="sysfs mountpoint (default /sys)")
+    p.add_argument("--sample.interval", dest="interval", default="1s", metavar="DURATION", help="time between samples (default 1s)")

@@ -19,10 +19,7 @@ _UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, 
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="trace to write (*.trace.gz), replaced if it exists")
     p.add_argument("--duration", required=True, metavar="DURATION", help="how long to record, e.g. 60s, 10m, 1h")
-    p.add_argument("--sample.interval", dest="interval", default="1s", metavar="DURATION",
-                   help="time between samples (default 1s)")
-    p.add_argument("--path.procfs", dest="procfs", default="/proc", metavar="PATH", help="procfs mountpoint (default /proc)")
-    p.add_argument("--path.sysfs", dest="sysfs", default="/sys", metavar="PATH", help="sysfs mountpoint (default /sys)")
+    config.add_source_flags(p)
     p.add_argument("--max-size", dest="max_size", default="64MiB", metavar="SIZE",
                    help="stop before the compressed trace would grow past this, e.g. 64MiB, 10MB, 1024 (default 64MiB)")
 
