@@ -1,9 +1,26 @@
-"""Shared pytest options: --update-golden rewrites the end-to-end golden files."""
+"""Shared pytest options (--update-golden rewrites the end-to-end golden files) and the network lab fixture."""
 
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (agent, netlab) import as top-level modules
+
+
+import netlab  # noqa: E402  (needs the path above)
+
+
+@pytest.fixture
+def lab():
+    """A bridge/veth/namespace lab (tests/netlab.py), removed afterwards even when the test fails."""
+    reason = netlab.unavailable()
+    if reason:
+        pytest.skip(reason)
+    lab = netlab.Lab()
+    yield lab
+    lab.cleanup()
+    assert not netlab.leftovers(), "lab links or namespaces left behind"
 
 
 def pytest_addoption(parser):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-import netlab
 from agent import Agent
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -14,17 +13,6 @@ pytestmark = [pytest.mark.live, pytest.mark.slow]
 BUDGET = Path("/proc/sys/net/core/netdev_budget")
 ENTER, LEAVE = 3, 5  # --detect.enter-samples / --detect.leave-samples for this test
 SLACK = 2  # scrape timing: the scrape that shows a change may come a sample or two after it
-
-
-@pytest.fixture
-def lab():
-    reason = netlab.unavailable()
-    if reason:
-        pytest.skip(reason)
-    lab = netlab.Lab()
-    yield lab
-    lab.cleanup()
-    assert not netlab.leftovers(), "lab links or namespaces left behind"
 
 
 @pytest.fixture

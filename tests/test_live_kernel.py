@@ -30,17 +30,6 @@ class Topology:
 
 
 @pytest.fixture
-def lab():
-    reason = netlab.unavailable()
-    if reason:
-        pytest.skip(reason)
-    lab = netlab.Lab()
-    yield lab
-    lab.cleanup()
-    assert not netlab.leftovers(), "lab links or namespaces left behind"
-
-
-@pytest.fixture
 def topo(lab) -> Topology:
     """bridge <- host1/host2 veths; their peers live in ns1/ns2 with the lab's only addresses."""
     bridge = lab.bridge("br")
