@@ -26,7 +26,7 @@ class Thresholds:
     ksoftirqd_share: float = 0.2  # a fifth of a serving CPU in ksoftirqd: softirq work overflowed
     host_squeezes_per_second: float = 10.0  # on CPUs no busy NIC explains (veth and bridge traffic)
     host_drops_per_second: float = 1.0  # backlog overflow anywhere
-    enter_samples: int = 3  # consecutive samples of evidence before entering napi_heavy
+    enter_samples: int = 4  # consecutive samples of evidence before entering napi_heavy (a 2 s burst spans 3)
     leave_samples: int = 10  # consecutive samples without evidence before leaving it
 
 

@@ -39,7 +39,9 @@ class Sampler:
         self._stop = threading.Event()
         self.on_sample: list[Callable[[Snapshot], None]] = []
 
-    def sample(self) -> Snapshot:
+    def sample(self, at: tuple[float, float] | None = None) -> Snapshot:
+        """One sample. `at` = (wall, monotonic) time to stamp it with: a replayed trace's clock, not ours."""
+        wall, mono = at or (time.time(), time.monotonic())
         readings, results = {}, {}
         for name in self.collectors:
             start = time.perf_counter()
@@ -49,7 +51,7 @@ class Sampler:
             except Exception as e:  # one failing source never stops the others
                 results[name] = CollectorResult(False, time.perf_counter() - start, describe(e))
         prev = self.latest
-        snap = build(prev, (prev.seq if prev else 0) + 1, time.time(), time.monotonic(), readings, results)
+        snap = build(prev, (prev.seq if prev else 0) + 1, wall, mono, readings, results)
         verdict = classifier.step(self.verdict, prev, snap, self.thresholds) if prev else classifier.Verdict()
         self._log_changes(prev, snap)
         self._log_modes(self.verdict, verdict)

@@ -1,0 +1,632 @@
+"""Deterministic, seeded generator of labelled traces of the tg3-pair host (tests/fixtures/hosts/tg3-pair).
+
+The first record is the fixture tree as `lxcwatch.capture.full` reads it; every later record changes only
+the volatile files, in the kernel's own formats: the NIC rows of /proc/interrupts, /proc/net/softnet_stat,
+the NET_RX/NET_TX rows of /proc/softirqs, the cpuN, intr and softirq lines of /proc/stat, /proc/net/dev,
+and `threaded` in sysfs when a scenario tunes it. A NIC that disappears loses its class/net link, its bus
+device directory (and every link into it), its net/dev line and its IRQ rows, all in one record.
+
+The model, per NIC and per one-second interval. Each NIC follows a time line of segments (offered load
+ramping linearly, a receive mode, a label); an interval integrates exactly over the parts of it that each
+segment covers, so a mode change or a burst that starts mid-second shows in two or three samples.
+
+- Load L packets/s is spread over the NIC's five receive vectors (tg3 txrx-0 and rx-1..4; eth0's on CPUs
+  0-4, eth1's on 8-12, read from the fixture) by RSS shares drawn per trace (1/5 +-20 %), with lognormal
+  noise (sigma 8 %) on every piece: a queue's rate is q.
+- interrupt-driven: each IRQ leads to one poll that empties the ring; coalescing gives
+  1 + 7 * min(1, q / KNEE) packets per IRQ (+-15 %), so 1-8. NET_RX softirqs = IRQs * 1.00-1.05.
+  No time_squeeze. Softirq CPU time 2 us per packet.
+- polling (load-driven NAPI-heavy): polls run full and the IRQ stays masked; it fires only when the ring
+  drains, POLL_IRQS * min(1, KNEE / q) times a second: flat, then falling as load rises, so packets/IRQ
+  is in the hundreds to thousands (>> 32). One net_rx_action run handles 100-200 packets (weight 64,
+  budget 300), so NET_RX per IRQ > 1, and a share min(0.9, 0.3 * q / KNEE) of the runs end with work
+  left: time_squeeze on the CPUs serving the NIC. Softirq CPU time 1.5 us per packet.
+- threaded (`threaded` = 1, 5.12+): the IRQ wakes the napi/<dev> thread instead of raising NET_RX:
+  50-150 packets per IRQ at any load, no NET_RX, no squeeze, no softirq time (the thread's is its own).
+- Load-driven segments poll above KNEE_TOTAL (KNEE per queue, five queues: 200 kpps) and are
+  interrupt-driven below it, switching the moment a ramp crosses it. Light and moderate loads are
+  2-150 kpps, heavy ones 300-600 kpps.
+- Labels are the ground truth of each record (the interval that ends at t): a NIC is heavy when the
+  segment at the middle of the interval is labelled heavy. That is the sustained mode: a 1-2 s burst
+  polls but is not heavy, a 1-3 s lull inside a heavy episode does not end it. The host is heavy when a
+  heavy NIC is promiscuous or a bridge port (both NICs are, in tg3-pair). A removed NIC is in no label.
+- Everything else: softnet `processed` counts 1.3 passes per packet (bridged frames re-enter
+  __netif_receive_skb_core through the veths); each CPU gets a background NET_RX now and then (0.2/s)
+  and a stray squeeze rarely (0.02/s); TX is 5 % of RX plus 300 packets/s, reaped in the RX poll, with
+  NET_TX on the CPU of vector 0. Of /proc/stat's CPU times only softirq moves, and of net/dev only the
+  NIC lines: the agent reads nothing else, and every changed number costs trace size. The fixture has
+  no kernel threads, so ksoftirqd evidence is not exercised. Counters are integers that carry their
+  fractions to the next interval; the 32-bit ones (interrupts per CPU, softnet, softirqs, /proc/stat
+  intr per IRQ) wrap at 2^32, net/dev and /proc/stat times are 64-bit.
+
+`python tests/tracegen.py SCENARIO --out FILE [--seconds N] [--seed S]` writes one trace;
+`python tests/tracegen.py --corpus DIR` writes the committed corpus (tests/corpus).
+"""
+
+import argparse
+import math
+import os
+import random
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lxcwatch import capture, trace
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "hosts" / "tg3-pair"
+STARTED = 1764000000.0
+MASK32 = 0xFFFFFFFF
+IFF_PROMISC = 0x100
+
+KNEE = 40_000.0  # packets/s per receive queue above which polls run full
+QUEUES = 5
+KNEE_TOTAL = KNEE * QUEUES
+POLL_IRQS = 150.0  # IRQs/s per queue at the knee once polling: the ring drains now and then
+RUN_PACKETS = (100.0, 200.0)  # packets per net_rx_action run while polling (budget 300, weight 64)
+THREADED_PPI = (50.0, 150.0)
+COST = {"interrupt": 2e-6, "polling": 1.5e-6, "threaded": 0.0}  # softirq CPU seconds per packet
+PROCESSED_PER_PACKET = 1.3
+USER_HZ = 100
+PROCESSED, TIME_SQUEEZE = 0, 2  # softnet_stat columns
+SOFTIRQ_TICKS = 6  # the 7th value of a /proc/stat cpuN line
+RX_BYTES, RX_PACKETS, RX_MULTICAST, TX_BYTES, TX_PACKETS = 0, 1, 7, 8, 9  # /proc/net/dev columns
+
+INTERRUPTS, SOFTNET, SOFTIRQS, STAT, NETDEV = (
+    "proc/interrupts", "proc/net/softnet_stat", "proc/softirqs", "proc/stat", "proc/net/dev")
+NETDEV_FORMAT = "%6s:%8d %7d %4d %4d %4d %5d %10d %9d %8d %7d %4d %4d %4d %5d %7d %10d"  # net/core/net-procfs.c
+
+
+# --- scenarios: time lines of segments ---
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of one NIC's time line; the offered load ramps linearly from load[0] to load[1]."""
+
+    start: float
+    end: float
+    load: tuple[float, float]
+    mode: str = "interrupt"  # the receive physics: interrupt, polling or threaded
+    heavy: bool = False  # the ground truth: the sustained mode a detector should report
+
+    def at(self, t: float) -> float:
+        f = (t - self.start) / (self.end - self.start)
+        return self.load[0] + (self.load[1] - self.load[0]) * f
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """NIC -> time line. A time line that ends before `seconds` is a NIC removed at its end."""
+
+    name: str
+    seconds: int
+    lines: dict[str, list[Segment]]
+    wrap: bool = False  # 32-bit counters start just below 2^32
+    threaded_files: bool = False  # sysfs has `threaded`: 1 while the NIC's segment is threaded
+
+
+def segment_at(line: list[Segment], t: float) -> Segment | None:
+    return next((s for s in line if s.start <= t < s.end), None)
+
+
+def ramp(start: float, end: float, l0: float, l1: float, heavy: bool | None = None) -> list[Segment]:
+    """Load-driven segments: polling above KNEE_TOTAL, interrupt-driven below, split where a ramp crosses it.
+    `heavy` overrides the label (a burst, a lull); by default polling is heavy."""
+    def seg(a, b, la, lb):
+        polling = (la + lb) / 2 > KNEE_TOTAL
+        return Segment(a, b, (la, lb), "polling" if polling else "interrupt", polling if heavy is None else heavy)
+
+    if (l0 > KNEE_TOTAL) == (l1 > KNEE_TOTAL):
+        return [seg(start, end, l0, l1)]
+    cross = start + (KNEE_TOTAL - l0) / (l1 - l0) * (end - start)
+    if not start < cross < end:
+        return [seg(start, end, l0, l1)]
+    mid = l0 + (l1 - l0) * (cross - start) / (end - start)
+    return [seg(start, cross, l0, mid), seg(cross, end, mid, l1)]
+
+
+def wander(rng: random.Random, start: float, end: float, lo: float, hi: float,
+           mode: str | None = None, heavy: bool = False) -> list[Segment]:
+    """Load drifting between random levels in [lo, hi], a new level every 15-60 s; load-driven unless `mode`."""
+    out, t, level = [], start, rng.uniform(lo, hi)
+    while t < end:
+        nxt = min(end, t + rng.uniform(15, 60))
+        new = rng.uniform(lo, hi)
+        out += ramp(t, nxt, level, new) if mode is None else [Segment(t, nxt, (level, new), mode, heavy)]
+        t, level = nxt, new
+    return out
+
+
+def episode(rng: random.Random, seconds: int, onset: float, rise: float, until: float) -> list[Segment]:
+    """Light load, a ramp of `rise` seconds from `onset` up past the knee, heavy load until `until`, a drop of
+    2-15 s back to light load, light load to the end."""
+    low, high = rng.uniform(20e3, 80e3), rng.uniform(350e3, 600e3)
+    fall = rng.uniform(2, 15)
+    return [*ramp(0, onset, low, low), *ramp(onset, onset + rise, low, high),
+            *wander(rng, onset + rise, until, high * 0.85, high * 1.15), *ramp(until, until + fall, high, low),
+            *wander(rng, until + fall, seconds, 20e3, 80e3)]
+
+
+def interrupt_driven(rng: random.Random, seconds: int) -> Scenario:
+    """Steady light-to-moderate load on both NICs; never heavy."""
+    return Scenario("interrupt_driven", seconds, {
+        "eth0": wander(rng, 0, seconds, 10e3, 150e3), "eth1": wander(rng, 0, seconds, 2e3, 60e3)})
+
+
+def slide_into_polling(rng: random.Random, seconds: int) -> Scenario:
+    """One NIC's load ramps up past the knee over 10-20 % of the trace, polls, then drops back."""
+    nic, other = rng.sample(["eth0", "eth1"], 2)
+    onset = seconds * rng.uniform(0.1, 0.2)
+    rise = seconds * rng.uniform(0.1, 0.2)
+    until = onset + rise + seconds * rng.uniform(0.2, 0.35)
+    return Scenario("slide_into_polling", seconds, {
+        nic: episode(rng, seconds, onset, rise, until), other: wander(rng, 0, seconds, 5e3, 60e3)})
+
+
+def bursts(rng: random.Random, seconds: int, lo: float, hi: float, gap: tuple[float, float]) -> list[Segment]:
+    """Interrupt-driven load with 1-2 s polling bursts, at any phase of the second, every `gap` seconds."""
+    out, t = [], 0.0
+    while t < seconds:
+        quiet = min(seconds, t + rng.uniform(*gap))
+        level = rng.uniform(lo, hi)
+        out += ramp(t, quiet, level, level)
+        if quiet >= seconds:
+            break
+        end = min(seconds, quiet + rng.uniform(1.0, 2.0))
+        peak = rng.uniform(300e3, 600e3)
+        out.append(Segment(quiet, end, (peak, peak), "polling", False))
+        t = end
+    return out
+
+
+def bursty_light(rng: random.Random, seconds: int) -> Scenario:
+    """Frequent 1-2 s bursts of polling on otherwise light NICs: must never be reported heavy."""
+    return Scenario("bursty_light", seconds, {
+        "eth0": bursts(rng, seconds, 20e3, 100e3, (2, 8)), "eth1": bursts(rng, seconds, 5e3, 40e3, (4, 15))})
+
+
+def lulls(rng: random.Random, start: float, end: float) -> list[Segment]:
+    """Polling at heavy load with 1-3 s lulls of interrupt-driven load every 6-25 s; heavy throughout."""
+    out, t = [], start
+    while t < end:
+        busy = min(end, t + rng.uniform(6, 25))
+        out += ramp(t, busy, rng.uniform(300e3, 600e3), rng.uniform(300e3, 600e3))
+        if busy >= end:
+            break
+        lull = min(end, busy + rng.uniform(1.0, 3.0))
+        low = rng.uniform(30e3, 120e3)
+        out.append(Segment(busy, lull, (low, low), "interrupt", True))
+        t = lull
+    return out
+
+
+def bursty_heavy(rng: random.Random, seconds: int) -> Scenario:
+    """One NIC polls for most of the trace with short lulls that must not end the heavy mode."""
+    nic, other = rng.sample(["eth0", "eth1"], 2)
+    onset = seconds * rng.uniform(0.1, 0.2)
+    until = seconds * rng.uniform(0.75, 0.85)
+    low, high = rng.uniform(20e3, 80e3), rng.uniform(350e3, 600e3)
+    rise = rng.uniform(2, 6)
+    line = [*ramp(0, onset, low, low), *ramp(onset, onset + rise, low, high),
+            *ramp(onset + rise, onset + rise + 10, high, high), *lulls(rng, onset + rise + 10, until - 5),
+            *ramp(until - 5, until, high, high), *ramp(until, until + rise, high, low),
+            *wander(rng, until + rise, seconds, 20e3, 80e3)]
+    return Scenario("bursty_heavy", seconds, {nic: line, other: wander(rng, 0, seconds, 5e3, 60e3)})
+
+
+def tuned_threaded(rng: random.Random, seconds: int) -> Scenario:
+    """eth0 at moderate load; `threaded` set to 1 for the middle of the trace: heavy, reason threaded."""
+    on, off = seconds * rng.uniform(0.2, 0.35), seconds * rng.uniform(0.7, 0.85)
+    eth0 = [*wander(rng, 0, on, 50e3, 150e3), *wander(rng, on, off, 30e3, 150e3, "threaded", True),
+            *wander(rng, off, seconds, 50e3, 150e3)]
+    return Scenario("tuned_threaded", seconds, {"eth0": eth0, "eth1": wander(rng, 0, seconds, 5e3, 40e3)},
+                    threaded_files=True)
+
+
+def counter_wraps(rng: random.Random, seconds: int) -> Scenario:
+    """32-bit counters start just below 2^32 and wrap while eth0 is interrupt-driven, then heavy."""
+    on, off = seconds * rng.uniform(0.3, 0.45), seconds * rng.uniform(0.75, 0.85)
+    eth0 = [*wander(rng, 0, on, 80e3, 150e3), *wander(rng, on, off, 350e3, 600e3),
+            *wander(rng, off, seconds, 80e3, 150e3)]
+    return Scenario("counter_wraps", seconds, {"eth0": eth0, "eth1": wander(rng, 0, seconds, 5e3, 60e3)}, wrap=True)
+
+
+def nic_disappears(rng: random.Random, seconds: int) -> Scenario:
+    """eth1 polls under heavy load, then vanishes (driver unbound, hot-unplug) while still heavy."""
+    onset = seconds * rng.uniform(0.15, 0.3)
+    gone = onset + seconds * rng.uniform(0.25, 0.4)
+    eth1 = [*wander(rng, 0, onset, 10e3, 80e3), *wander(rng, onset, gone, 300e3, 550e3)]
+    return Scenario("nic_disappears", seconds, {"eth0": wander(rng, 0, seconds, 20e3, 150e3), "eth1": eth1})
+
+
+def both_nics_heavy(rng: random.Random, seconds: int) -> Scenario:
+    """Both NICs slide into polling within 15 s of each other, as in the seed incident, and recover apart."""
+    first = seconds * rng.uniform(0.1, 0.2)
+    lines = {}
+    for nic, onset in (("eth0", first), ("eth1", first + rng.uniform(0, 15))):
+        rise = rng.uniform(5, 20)
+        until = max(seconds * rng.uniform(0.6, 0.8), onset + rise + 30)
+        lines[nic] = episode(rng, seconds, onset, rise, until)
+    return Scenario("both_nics_heavy", seconds, lines)
+
+
+SCENARIOS: dict[str, Callable[[random.Random, int], Scenario]] = {f.__name__: f for f in (
+    interrupt_driven, slide_into_polling, bursty_light, bursty_heavy, tuned_threaded, counter_wraps,
+    nic_disappears, both_nics_heavy)}
+DEFAULT_SECONDS = 300
+# scenario -> (seed, seconds) of each committed trace: ~550 bytes a second, under 3 MB in all; bursty_light
+# gets the long ones, since flaps per hour is its figure.
+CORPUS = {name: [(1, 120), (2, 180), (3, 240)] for name in SCENARIOS} | {"bursty_light": [(1, 240), (2, 360), (3, 600)]}
+
+
+# --- physics: what the NIC's queues did in one interval ---
+
+
+@dataclass
+class Work:
+    """Expected counts of one receive queue over one interval."""
+
+    packets: float = 0.0
+    irqs: float = 0.0
+    net_rx: float = 0.0
+    squeezes: float = 0.0
+    busy: float = 0.0  # seconds of softirq time
+
+
+def pieces(line: list[Segment], a: float, b: float) -> Iterator[tuple[float, float, str]]:
+    """(duration, mean load, mode) of each part of [a, b) that one segment covers."""
+    for s in line:
+        lo, hi = max(a, s.start), min(b, s.end)
+        if hi > lo:
+            yield hi - lo, s.at((lo + hi) / 2), s.mode
+
+
+def queue_work(rng: random.Random, parts: list[tuple[float, float, str]], weight: float) -> Work:
+    w = Work()
+    for duration, load, mode in parts:
+        rate = max(1.0, load * weight * math.exp(rng.gauss(0, 0.08)))
+        packets = rate * duration
+        w.packets += packets
+        w.busy += packets * COST[mode]
+        if mode == "interrupt":
+            irqs = packets / ((1 + 7 * min(1.0, rate / KNEE)) * rng.uniform(0.85, 1.15))
+            w.irqs += irqs
+            w.net_rx += irqs * rng.uniform(1.0, 1.05)
+        elif mode == "polling":
+            w.irqs += POLL_IRQS * min(1.0, KNEE / rate) * duration * math.exp(rng.gauss(0, 0.1))
+            runs = packets / rng.uniform(*RUN_PACKETS)
+            w.net_rx += runs
+            w.squeezes += runs * min(0.9, 0.3 * rate / KNEE)
+        else:
+            w.irqs += packets / rng.uniform(*THREADED_PPI)
+    return w
+
+
+# --- the host: the volatile files as counters, rendered in the kernel's formats ---
+
+
+class Carry:
+    """Integer increments of float expectations, each key keeping its fraction for the next interval."""
+
+    def __init__(self):
+        self.frac: dict[object, float] = {}
+
+    def __call__(self, key: object, value: float) -> int:
+        total = self.frac.get(key, 0.0) + value
+        n = math.floor(total)
+        self.frac[key] = total - n
+        return n
+
+
+@dataclass(frozen=True)
+class Queue:
+    irq: str
+    cpu: int
+
+
+class Host:
+    """tg3-pair's volatile files, advanced interval by interval."""
+
+    def __init__(self, base: trace.Tree, rng: random.Random):
+        self.base = base
+        self.rng = rng
+        self.carry = Carry()
+        self.devices = {nic: _device_dir(base, nic) for nic in ("eth0", "eth1")}
+        self.exposed = {nic for nic in self.devices if _exposed(base, nic)}
+        self._parse_interrupts(base.files[INTERRUPTS])
+        self.queues = {nic: self._queues(nic) for nic in self.devices}
+        self.weights = {nic: _weights(rng, queues) for nic, queues in self.queues.items()}
+        self.softnet = [[int(x, 16) for x in line.split()] for line in base.files[SOFTNET].splitlines()]
+        self._parse_softirqs(base.files[SOFTIRQS])
+        self.stat = base.files[STAT].splitlines()
+        self.cpu_times = {int(f[0][3:]): list(map(int, f[1:])) for f in map(str.split, self.stat)
+                          if f[0].startswith("cpu") and f[0] != "cpu"}
+        self.intr = list(map(int, next(line for line in self.stat if line.startswith("intr ")).split()[1:]))
+        netdev = base.files[NETDEV].splitlines()
+        self.netdev_head = netdev[:2]
+        self.netdev = {name.strip(): list(map(int, rest.split()))
+                       for name, _, rest in (line.partition(":") for line in netdev[2:])}
+        self.removed: set[str] = set()
+
+    # parsing
+
+    def _parse_interrupts(self, text: str) -> None:
+        self.irq_lines = text.splitlines()
+        self.irq_cpus = [int(tok[3:]) for tok in self.irq_lines[0].split()]
+        n = len(self.irq_cpus)
+        self.irq_counts, self.irq_tails = {}, {}
+        wanted = {irq for device in self.devices.values() for irq in _msi_irqs(self.base, device)}
+        for line in self.irq_lines[1:]:
+            irq = line.partition(":")[0].strip()
+            if irq in wanted:  # kernel/irq/proc.c: "%3d:", then " %10u" per online CPU, then chip and actions
+                self.irq_counts[irq] = list(map(int, line[4:4 + 11 * n].split()))
+                self.irq_tails[irq] = line[4 + 11 * n:]
+
+    def _queues(self, nic: str) -> list[Queue]:
+        """Each receive vector and the CPU that serves it (the column where its count is)."""
+        out = []
+        for irq in _msi_irqs(self.base, self.devices[nic]):
+            counts = self.irq_counts[irq]
+            out.append(Queue(irq, self.irq_cpus[counts.index(max(counts))]))
+        return out
+
+    def _parse_softirqs(self, text: str) -> None:
+        lines = text.splitlines()
+        self.softirq_head = lines[0]
+        rows = (line.partition(":") for line in lines[1:])
+        self.softirqs = {name.strip(): list(map(int, rest.split())) for name, _, rest in rows}
+
+    # counters
+
+    def wrap_counters(self) -> None:
+        """Start the 32-bit counters of the serving CPUs a few seconds of traffic below 2^32: IRQs and NET_RX
+        wrap while the NIC is interrupt-driven, time_squeeze once it polls. net/dev is 64-bit: it crosses 2^32."""
+        for nic, queues in self.queues.items():
+            for q in queues:
+                self.irq_counts[q.irq][self.irq_cpus.index(q.cpu)] = 2**32 - round(self.rng.uniform(1e4, 1e5))
+                self.softnet[q.cpu][PROCESSED] = 2**32 - round(self.rng.uniform(5e4, 1e6))
+                self.softnet[q.cpu][TIME_SQUEEZE] = 2**32 - round(self.rng.uniform(1, 5000))
+                self.softirqs["NET_RX"][q.cpu] = 2**32 - round(self.rng.uniform(1e4, 1e5))
+            self.netdev[nic][RX_PACKETS] = 2**32 - round(self.rng.uniform(1e6, 5e6))
+        for irq, counts in self.irq_counts.items():
+            self.intr[1 + int(irq)] = sum(counts) & MASK32
+
+    def add_irq(self, irq: str, cpu: int, value: float) -> None:
+        n = self.carry((irq, cpu), value)
+        counts = self.irq_counts[irq]
+        i = self.irq_cpus.index(cpu)
+        counts[i] = (counts[i] + n) & MASK32
+        self.intr[1 + int(irq)] = sum(counts) & MASK32
+        self.intr[0] += n
+
+    def add_softirq(self, vector: str, cpu: int, value: float) -> None:
+        counts = self.softirqs[vector]
+        counts[cpu] = (counts[cpu] + self.carry((vector, cpu), value)) & MASK32
+
+    def add_softnet(self, column: int, cpu: int, value: float) -> None:
+        row = self.softnet[cpu]
+        row[column] = (row[column] + self.carry(("softnet", column, cpu), value)) & MASK32
+
+    def interval(self, lines: dict[str, list[Segment]], a: float, b: float) -> None:
+        """Advances every counter by what happened in [a, b)."""
+        busy = dict.fromkeys(range(len(self.softnet)), 0.0)
+        for nic, line in lines.items():
+            if nic not in self.removed:
+                for cpu, seconds in self._nic_interval(nic, list(pieces(line, a, b)), b - a).items():
+                    busy[cpu] += seconds
+        for cpu, seconds in busy.items():
+            self._background(cpu, seconds, b - a)
+
+    def _nic_interval(self, nic: str, parts: list, dt: float) -> dict[int, float]:
+        received, busy = 0.0, {}
+        for q in self.queues[nic]:
+            w = queue_work(self.rng, parts, self.weights[nic][q.irq])
+            received += w.packets
+            self.add_irq(q.irq, q.cpu, w.irqs)
+            self.add_softirq("NET_RX", q.cpu, w.net_rx)
+            self.add_softnet(PROCESSED, q.cpu, w.packets * PROCESSED_PER_PACKET)
+            self.add_softnet(TIME_SQUEEZE, q.cpu, w.squeezes)
+            busy[q.cpu] = w.busy
+        sent = received * 0.05 + 300 * dt
+        self.add_softirq("NET_TX", self.queues[nic][0].cpu, sent / 32)
+        self._netdev(nic, received, sent)
+        return busy
+
+    def _netdev(self, nic: str, received: float, sent: float) -> None:
+        size = 600 if nic == "eth0" else 900  # mean frame size
+        c = self.netdev[nic]
+        for i, value in ((RX_BYTES, received * size), (RX_PACKETS, received), (RX_MULTICAST, received * 0.002),
+                         (TX_BYTES, sent * 200), (TX_PACKETS, sent)):
+            c[i] += self.carry((nic, i), value)
+
+    def _background(self, cpu: int, busy: float, dt: float) -> None:
+        if self.rng.random() < 0.2:
+            self.add_softirq("NET_RX", cpu, 1)
+        if self.rng.random() < 0.02:
+            self.add_softnet(TIME_SQUEEZE, cpu, 1)
+        self.cpu_times[cpu][SOFTIRQ_TICKS] += self.carry(("softirq", cpu), min(busy, 0.95 * dt) * USER_HZ)
+
+    def remove(self, nic: str) -> None:
+        self.removed.add(nic)
+        for q in self.queues[nic]:
+            del self.irq_counts[q.irq]
+            self.intr[1 + int(q.irq)] = 0  # the freed descriptor counts nothing
+        del self.netdev[nic]
+
+    # rendering
+
+    def tree(self, threaded: dict[str, bool]) -> trace.Tree:
+        files = {**self.base.files, INTERRUPTS: self._interrupts(), SOFTNET: self._softnet(),
+                 SOFTIRQS: self._softirqs(), STAT: self._stat(), NETDEV: self._netdev_text()}
+        for nic, on in threaded.items():
+            files[f"{self.devices[nic]}/net/{nic}/threaded"] = f"{int(on)}\n"
+        tree = trace.Tree(files, dict(self.base.links))
+        for nic in self.removed:
+            _remove_nic(tree, nic, self.devices[nic])
+        return tree
+
+    def _interrupts(self) -> str:
+        out = [self.irq_lines[0]]
+        for line in self.irq_lines[1:]:
+            irq = line.partition(":")[0].strip()
+            if irq not in self.irq_tails:
+                out.append(line)
+            elif irq in self.irq_counts:
+                out.append(f"{irq:>3}:" + "".join(f" {c:>10}" for c in self.irq_counts[irq]) + self.irq_tails[irq])
+        return "\n".join(out) + "\n"
+
+    def _softnet(self) -> str:
+        return "".join(" ".join(f"{v:08x}" for v in row) + "\n" for row in self.softnet)
+
+    def _softirqs(self) -> str:
+        rows = [f"{name:>12}:" + "".join(f" {v:>10}" for v in counts) for name, counts in self.softirqs.items()]
+        return "\n".join([self.softirq_head, *rows]) + "\n"
+
+    def _stat(self) -> str:
+        """fs/proc/stat.c: the cpu lines, intr (per IRQ: the 32-bit sum over CPUs) and softirq (u64 sums)."""
+        total = [sum(col) for col in zip(*self.cpu_times.values())]
+        sums = [sum(counts) for counts in self.softirqs.values()]
+        out = []
+        for line in self.stat:
+            word = line.split(" ", 1)[0]
+            if word == "cpu":
+                line = "cpu " + "".join(f" {v}" for v in total)
+            elif word.startswith("cpu"):
+                line = word + "".join(f" {v}" for v in self.cpu_times[int(word[3:])])
+            elif word == "intr":
+                line = "intr" + "".join(f" {v}" for v in self.intr)
+            elif word == "softirq":
+                line = "softirq" + "".join(f" {v}" for v in [sum(sums), *sums])
+            out.append(line)
+        return "\n".join(out) + "\n"
+
+    def _netdev_text(self) -> str:
+        rows = [NETDEV_FORMAT % (name, *c) for name, c in self.netdev.items()]
+        return "\n".join([*self.netdev_head, *rows]) + "\n"
+
+
+def _weights(rng: random.Random, queues: list[Queue]) -> dict[str, float]:
+    """RSS shares of the receive queues: even, +-20 %."""
+    raw = [rng.uniform(0.8, 1.2) for _ in queues]
+    return {q.irq: r / sum(raw) for q, r in zip(queues, raw)}
+
+
+def _device_dir(tree: trace.Tree, nic: str) -> str:
+    """The bus device directory of a NIC, e.g. sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0."""
+    net = os.path.normpath(os.path.join("sys/class/net", tree.links[f"sys/class/net/{nic}"]))
+    return os.path.normpath(os.path.join(net, tree.links[f"{net}/device"]))
+
+
+def _msi_irqs(tree: trace.Tree, device: str) -> list[str]:
+    prefix = f"{device}/msi_irqs/"
+    return sorted((p[len(prefix):] for p in tree.files if p.startswith(prefix)), key=int)
+
+
+def _exposed(tree: trace.Tree, nic: str) -> bool:
+    net = os.path.normpath(os.path.join("sys/class/net", tree.links[f"sys/class/net/{nic}"]))
+    return bool(int(tree.files[f"{net}/flags"], 16) & IFF_PROMISC) or f"{net}/master" in tree.links
+
+
+def _remove_nic(tree: trace.Tree, nic: str, device: str) -> None:
+    """The class/net link, the bus device directory, and every link that leads into it (brif, driver)."""
+    def gone(path: str) -> bool:
+        return path == device or path.startswith(device + "/")
+
+    for path in [p for p in tree.files if gone(p)]:
+        del tree.files[path]
+    for path, target in list(tree.links.items()):
+        if gone(path) or gone(os.path.normpath(os.path.join(os.path.dirname(path), target))):
+            del tree.links[path]
+    tree.links.pop(f"sys/class/net/{nic}", None)
+
+
+# --- the trace ---
+
+
+def label(scenario: Scenario, host: Host, t: float) -> dict:
+    heavy = sorted(nic for nic, line in scenario.lines.items()
+                   if nic not in host.removed and (s := segment_at(line, max(0.0, t - 0.5))) and s.heavy)
+    return {"nics": heavy, "host": any(nic in host.exposed for nic in heavy)}
+
+
+def threaded(scenario: Scenario, host: Host, t: float) -> dict[str, bool]:
+    if not scenario.threaded_files:
+        return {}
+    out = {}
+    for nic, line in scenario.lines.items():
+        if nic not in host.removed:
+            s = segment_at(line, t) or segment_at(line, t - 0.5)
+            out[nic] = bool(s and s.mode == "threaded")
+    return out
+
+
+def records(scenario: Scenario, rng: random.Random) -> Iterator[trace.Record]:
+    """One record per second, t = 0 .. scenario.seconds."""
+    base = capture.full(str(FIXTURE / "proc"), str(FIXTURE / "sys"))
+    host = Host(base, rng)
+    if scenario.wrap:
+        host.wrap_counters()
+    prev = trace.Tree()
+    for k in range(scenario.seconds + 1):
+        if k:
+            host.interval(scenario.lines, k - 1, k)
+        for nic, line in scenario.lines.items():
+            if nic not in host.removed and max(s.end for s in line) <= k < scenario.seconds:
+                host.remove(nic)
+        tree = host.tree(threaded(scenario, host, k))
+        yield replace(trace.delta(prev, tree, float(k)), label=label(scenario, host, k))
+        prev = tree
+
+
+def generate(name: str, seed: int, seconds: int = DEFAULT_SECONDS) -> tuple[dict, Iterator[trace.Record]]:
+    """The header and records of one trace; the same name, seed and seconds give the same trace."""
+    rng = random.Random(f"{name}/{seed}/{seconds}")
+    scenario = SCENARIOS[name](rng, seconds)
+    head = {**trace.header(1.0, "tg3-pair", STARTED, ""), "scenario": name, "seed": seed}
+    return head, records(scenario, rng)
+
+
+def write(path: str, name: str, seed: int, seconds: int = DEFAULT_SECONDS) -> None:
+    head, recs = generate(name, seed, seconds)
+    writer = trace.Writer(open(path, "wb"), max_size=1 << 40)
+    writer.write(trace.encode(head))
+    for record in recs:
+        writer.write(trace.encode(record))
+    writer.close()
+
+
+def write_corpus(directory: str) -> list[str]:
+    """Every trace of CORPUS into directory, replacing the traces that were there."""
+    os.makedirs(directory, exist_ok=True)
+    for old in Path(directory).glob("*.trace.gz"):
+        old.unlink()
+    paths = []
+    for name, runs in CORPUS.items():
+        for seed, seconds in runs:
+            path = os.path.join(directory, f"{name}-{seed}.trace.gz")
+            write(path, name, seed, seconds)
+            paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS))
+    p.add_argument("--out", metavar="FILE", help="trace to write (*.trace.gz)")
+    p.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help=f"length (default {DEFAULT_SECONDS})")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--corpus", metavar="DIR", help="write the labelled corpus (every scenario, several seeds) into DIR")
+    args = p.parse_args(argv)
+    if args.corpus:
+        for path in write_corpus(args.corpus):
+            print(f"{path}: {os.path.getsize(path)} bytes")
+        return 0
+    if not (args.scenario and args.out) or args.seconds < 60:
+        p.error("want SCENARIO --out FILE (and --seconds of at least 60), or --corpus DIR")
+    write(args.out, args.scenario, args.seed, args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
