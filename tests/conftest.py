@@ -20,7 +20,7 @@ def lab():
     lab = netlab.Lab()
     yield lab
     lab.cleanup()
-    assert not netlab.leftovers(), "lab links or namespaces left behind"
+    assert not netlab.leftovers(lab.suffix), "lab links or namespaces left behind"
 
 
 def pytest_addoption(parser):

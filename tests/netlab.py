@@ -44,11 +44,11 @@ def effective_promiscuous(name: str) -> bool:
         return bool(int(f.read(), 16) & IFF_PROMISC)
 
 
-def leftovers() -> list[str]:
-    """Every lxw* link in the host namespace and every lxw* namespace."""
+def leftovers(suffix: str = "") -> list[str]:
+    """Every lxw* link in the host namespace and every lxw* namespace (ending in `suffix`, if given)."""
     links = [link["ifname"] for link in json.loads(ip("-j", "link", "show").stdout)]
     namespaces = [line.split()[0] for line in ip("netns", "list").stdout.splitlines() if line.strip()]
-    return [n for n in links + namespaces if n.startswith(PREFIX)]
+    return [n for n in links + namespaces if n.startswith(PREFIX) and n.endswith(suffix)]
 
 
 def _no_ipv6(name: str, netns: str | None = None) -> None:
