@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench golden clean
+.PHONY: run test bench bench-containers golden clean
 
 $(STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
@@ -25,6 +25,10 @@ golden: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py $(ARGS)
+
+# CPU per sample of the lxc collector: 50 real busybox containers (root) and a 500-container tree.
+bench-containers: $(STAMP)
+	$(PY) bench/containers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

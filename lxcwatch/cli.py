@@ -9,9 +9,10 @@ import sys
 import threading
 import time
 
-from lxcwatch import __version__, classifier, config, http, logs, metrics, status
+from lxcwatch import __version__, classifier, config, http, logs, metrics, probes, status
 from lxcwatch.collectors import COLLECTORS, Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.lxc_host import DEFAULT_LXC_PATH
 from lxcwatch.sampler import Sampler
 
 log = logging.getLogger("lxcwatch")
@@ -50,6 +51,20 @@ def thresholds(args) -> classifier.Thresholds:
     return classifier.Thresholds(**values)
 
 
+def _lxc_flags(p: argparse.ArgumentParser, probe_flags: bool) -> None:
+    p.add_argument("--path.lxc", dest="lxc_paths", action="append", metavar="PATH",
+                   help=f"LXC path holding one directory per container, repeatable (default {DEFAULT_LXC_PATH})")
+    if probe_flags:
+        p.add_argument("--probes.file", dest="probes_file", default=None, metavar="PATH",
+                       help="container probes, one per line: CONTAINER PROBE tcp HOST:PORT [TIMEOUT] (docs/containers.md)")
+        p.add_argument("--probes.interval", dest="probes_interval", default="10s", metavar="DURATION",
+                       help="time between two attempts of each probe (default 10s)")
+
+
+def lxc_paths(args) -> tuple[str, ...]:
+    return tuple(args.lxc_paths or [DEFAULT_LXC_PATH])
+
+
 def agent_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch", description="Exports the receive path of an LXC host as Prometheus metrics. "
                 "Subcommand: `lxcwatch status` for a one-shot view.")
@@ -57,6 +72,7 @@ def agent_parser() -> argparse.ArgumentParser:
                    help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
     config.add_source_flags(p)
+    _lxc_flags(p, probe_flags=True)
     p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to")
     p.add_argument("--replica.name", dest="replica_name", default=None, metavar="NAME", help="this host's name in its group (default: hostname)")
     for name in COLLECTORS:
@@ -72,6 +88,7 @@ def agent_parser() -> argparse.ArgumentParser:
 def status_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch status", description="Two samples one interval apart: per-NIC and per-CPU receive rates.")
     config.add_source_flags(p)
+    _lxc_flags(p, probe_flags=False)
     _detect_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     return p
@@ -92,7 +109,10 @@ def run_agent(args) -> int:
     collectors = [n for n in COLLECTORS if getattr(args, f"collector_{n}")]
     agent = metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname())
 
-    sources = Sources.open(args.procfs, args.sysfs)
+    probes_interval = config.duration(args.probes_interval)
+    if args.probes_file:
+        probes.check_file(args.probes_file)
+    sources = Sources.open(args.procfs, args.sysfs, lxc_paths(args), args.probes_file, probes_interval)
     sampler = Sampler(sources, collectors, interval, thresholds(args))
     servers = [http.bind(address, None) for address in listen]  # bind first: a port in use fails fast
     sampler.sample()  # the first scrape already has data
@@ -122,7 +142,7 @@ def run_status(args) -> int:
     interval = config.duration(args.interval)
     limits = thresholds(args)
     config.check_roots(args.procfs, args.sysfs)
-    sources = Sources.open(args.procfs, args.sysfs)
+    sources = Sources.open(args.procfs, args.sysfs, lxc_paths(args))
     try:
         sampler = Sampler(sources, list(COLLECTORS), interval, limits)
         first = sampler.sample()

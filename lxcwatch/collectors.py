@@ -10,6 +10,7 @@ from lxcwatch.fsroot import Root
 from lxcwatch.irq_vectors import assign
 from lxcwatch.kthreads import KernelThreads
 from lxcwatch.links import SysfsLinks
+from lxcwatch.lxc_host import DEFAULT_LXC_PATH, LxcHost
 from lxcwatch.nics import NicDirectory
 from lxcwatch.snapshot import Interrupts, Softirqs
 
@@ -24,9 +25,11 @@ class Sources:
     links: object  # NetlinkLinks on the live host, SysfsLinks on a tree
     kthreads: KernelThreads
     assigned: tuple | None = None  # (key, NicIrqs) of the last IRQ assignment
+    lxc: LxcHost | None = None  # containers of the LXC paths (--path.lxc), probes on their own thread
 
     @classmethod
-    def open(cls, procfs: str, sysfs: str) -> "Sources":
+    def open(cls, procfs: str, sysfs: str, lxc_paths: tuple[str, ...] = (DEFAULT_LXC_PATH,),
+             probes_file: str | None = None, probes_interval: float = 10.0) -> "Sources":
         sys_root = Root(sysfs)
         if is_live(sysfs):
             from lxcwatch.netlink import NetlinkLinks  # netlink describes only the live kernel
@@ -34,12 +37,15 @@ class Sources:
             links = NetlinkLinks(sys_root)
         else:
             links = SysfsLinks(sys_root)
-        return cls(Root(procfs), sys_root, NicDirectory(sys_root), links, KernelThreads(Root(procfs)))
+        lxc = LxcHost(Root(procfs), sys_root, lxc_paths, is_live(sysfs), probes_file, probes_interval)
+        return cls(Root(procfs), sys_root, NicDirectory(sys_root), links, KernelThreads(Root(procfs)), lxc=lxc)
 
     def close(self) -> None:
         close = getattr(self.links, "close", None)
         if close:
             close()
+        if self.lxc is not None:
+            self.lxc.close()
 
 
 def is_live(sysfs: str) -> bool:
@@ -95,6 +101,10 @@ def read_kthreads(s: Sources):
     return s.kthreads.read()
 
 
+def read_lxc(s: Sources):
+    return s.lxc.read()
+
+
 # name -> reader; every collector is on by default. Order matters only for readability of logs.
 COLLECTORS: dict[str, Callable[[Sources], object]] = {
     "softnet": read_softnet,
@@ -104,4 +114,5 @@ COLLECTORS: dict[str, Callable[[Sources], object]] = {
     "links": read_links,
     "napi": read_napi,
     "kthreads": read_kthreads,
+    "lxc": read_lxc,
 }

@@ -21,8 +21,9 @@ class NetDevCounters:
     transmit_dropped: int
 
 
-def parse(text: str) -> dict[str, NetDevCounters]:
-    """Return {interface: counters}. The first two lines are headers."""
+def parse(text: str, skip: tuple[str, ...] = ()) -> dict[str, NetDevCounters]:
+    """Return {interface: counters}. The first two lines are headers. Interfaces in `skip` are not converted
+    (a container's lo, read every sample for every container)."""
     links = {}
     lines = text.splitlines()
     if len(lines) < 2 or "|" not in lines[0]:
@@ -33,6 +34,8 @@ def parse(text: str) -> dict[str, NetDevCounters]:
         if not colon:
             if line.strip():
                 raise ParseError(SOURCE, f"no colon in {line.strip()[:60]!r}", number)
+            continue
+        if skip and name.strip() in skip:
             continue
         fields = rest.split()
         if len(fields) != 16:

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from lxcwatch import containers as lxc_containers
 from lxcwatch.counters import EMPTY, Counter32, advance, advance_rows
 from lxcwatch.irq_vectors import NicIrq
 from lxcwatch.kthreads import KernelThread
@@ -55,6 +56,8 @@ class Snapshot:
     links: dict[str, Link] = field(default_factory=dict)
     napi: Napi | None = None
     kthreads: dict[KernelThread, int] = field(default_factory=dict)  # CPU ticks of ksoftirqd/N, napi/*
+    containers: dict[str, lxc_containers.Container] = field(default_factory=dict)  # LXC containers by name
+    container_probes: tuple = ()  # ProbeResult of each declared probe that ran
 
     def ok(self, collector: str) -> bool:
         result = self.collectors.get(collector)
@@ -95,4 +98,10 @@ def build(prev: "Snapshot | None", seq: int, timestamp: float, monotonic: float,
     for name in ("napi", "kthreads"):
         if readings.get(name) is not None:
             parts[name] = readings[name]
+
+    lxc = readings.get("lxc")
+    if lxc is not None:  # state changes are counted against the last sample the collector succeeded in
+        parts.update(containers=lxc_containers.advance(p.containers, lxc), container_probes=lxc.probes)
+    else:
+        parts.update(containers=p.containers)
     return Snapshot(seq, timestamp, monotonic, results, **parts)

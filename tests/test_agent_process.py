@@ -34,7 +34,7 @@ def test_a_broken_source_fails_only_its_collector_and_is_logged_once(tree):
         seen = agent.wait_for(lambda e: e.value("lxcwatch_samples_total") >= 5, "five samples")
         assert seen.value("lxcwatch_scrape_collector_success", collector="softnet") == 0
         assert not seen.find("lxcwatch_softnet_processed_total")
-        for name in ("softirqs", "interrupts", "netdev", "links", "napi", "kthreads"):
+        for name in ("softirqs", "interrupts", "netdev", "links", "napi", "kthreads", "lxc"):
             assert seen.value("lxcwatch_scrape_collector_success", collector=name) == 1, name
         assert seen.value("lxcwatch_link_receive_packets_total", device="eth0") is not None
 
@@ -159,7 +159,7 @@ def test_disabled_collector_and_json_logs(tree):
 
     first = json.loads(agent.output().splitlines()[0])
     assert first["msg"] == "listening" and first["level"] == "info"
-    assert first["collectors"] == "softirqs,interrupts,netdev,links,napi,kthreads"
+    assert first["collectors"] == "softirqs,interrupts,netdev,links,napi,kthreads,lxc"
 
 
 def test_every_listen_address_serves():

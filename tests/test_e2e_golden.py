@@ -12,18 +12,21 @@ from agent import Agent
 
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 GOLDEN = Path(__file__).parent / "golden"
-TREES = ["tg3-pair", "mlx5-256", "arm64-igb", "virtio-live"]
+TREES = ["tg3-pair", "mlx5-256", "arm64-igb", "virtio-live", "lxc-hybrid", "lxc-v2"]
 # Values that differ from run to run; their series must still be there.
 VOLATILE = re.compile(r"^(lxcwatch_scrape_collector_duration_seconds\{.*\}|lxcwatch_last_sample_timestamp_seconds|"
                       r"lxcwatch_samples_total|lxcwatch_sample_overruns_total) \S+$")
 
 
 def tree_args(host: str) -> list[str]:
+    # Trees without containers have no var/lib/lxc: no containers, rather than this machine's /var/lib/lxc.
     return [f"--path.procfs={HOSTS / host / 'proc'}", f"--path.sysfs={HOSTS / host / 'sys'}",
+            f"--path.lxc={HOSTS / host / 'var' / 'lib' / 'lxc'}",
             "--replica.group=golden", "--replica.name=fixture", "--sample.interval=100ms"]
 
 
 def normalise(text: str) -> str:
+    text = text.replace(str(HOSTS), "<hosts>")  # lxcwatch_container_info{lxc_path}: wherever the checkout is
     return "".join(VOLATILE.sub(r"\1 <volatile>", line) + "\n" for line in text.splitlines())
 
 
