@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import tracegen
-from agent import Agent, free_port, lxcwatch_binary
+from agent import Agent, free_port, lxcwatch_binary, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "lxcwatch.rules.yml"
@@ -122,13 +122,7 @@ class Process:
             return ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout)
+        stop_process(self.proc, timeout)
         self._log.close()
 
 
