@@ -373,14 +373,15 @@ def distro() -> str:
         return "unknown distribution"
 
 
-def write_docs(markdown: str) -> None:
-    """Replace what lies between the figures markers of docs/performance.md."""
+def write_docs(markdown: str, markers: tuple[str, str] = (DOCS_START, DOCS_END)) -> None:
+    """Replace what lies between a pair of markers of docs/performance.md."""
+    first, last = markers
     text = DOCS.read_text()
-    head, start, rest = text.partition(DOCS_START)
-    _, end, foot = rest.partition(DOCS_END)
+    head, start, rest = text.partition(first)
+    _, end, foot = rest.partition(last)
     if not start or not end:
-        raise SystemExit(f"{DOCS}: figure markers {DOCS_START} ... {DOCS_END} not found")
-    DOCS.write_text(f"{head}{DOCS_START}\n{markdown}{DOCS_END}{foot}")
+        raise SystemExit(f"{DOCS}: figure markers {first} ... {last} not found")
+    DOCS.write_text(f"{head}{first}\n{markdown}{last}{foot}")
 
 
 # ---- main -----------------------------------------------------------------------------------------------------

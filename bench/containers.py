@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 import synthetic_containers
+from bench import write_docs
 
 from lxcwatch.collectors import COLLECTORS, Sources
 from lxcwatch.containers import advance
@@ -170,15 +171,6 @@ def render(live: dict | None, synthetic: dict, args, skipped: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(markdown: str) -> None:
-    text = DOCS.read_text()
-    head, start, rest = text.partition(DOCS_START)
-    _, end, foot = rest.partition(DOCS_END)
-    if not start or not end:
-        raise SystemExit(f"{DOCS}: markers {DOCS_START} ... {DOCS_END} not found")
-    DOCS.write_text(f"{head}{DOCS_START}\n{markdown}{DOCS_END}{foot}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--live", type=int, default=50, help="real containers to start (default 50; 0 skips)")
@@ -210,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(markdown)
     if args.write_docs:
-        write_docs(markdown)
+        write_docs(markdown, (DOCS_START, DOCS_END))
         print(f"wrote {DOCS.relative_to(REPO)}", file=sys.stderr)
     return 0
 

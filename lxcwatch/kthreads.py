@@ -4,6 +4,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from lxcwatch import pid_stat
 from lxcwatch.errors import ParseError
 from lxcwatch.fsroot import Root, read_attr
 
@@ -22,12 +23,9 @@ class KernelThread:
 
 def parse_pid_stat(text: str) -> int:
     """utime + stime in USER_HZ ticks from /proc/PID/stat (fields 14 and 15, after the parenthesised comm)."""
-    _, paren, rest = text.rpartition(")")
-    fields = rest.split()
-    if not paren or len(fields) < 13:
-        raise ParseError("PID/stat", f"expected at least 15 fields, found {len(fields) + 2}")
+    values = pid_stat.fields(text, 15)
     try:
-        return int(fields[11]) + int(fields[12])
+        return int(values[11]) + int(values[12])
     except ValueError:
         raise ParseError("PID/stat", "utime or stime is not a number") from None
 

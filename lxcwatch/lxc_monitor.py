@@ -7,6 +7,7 @@ command line and is the monitor itself."""
 
 from dataclasses import dataclass
 
+from lxcwatch import pid_stat
 from lxcwatch.errors import ParseError
 
 MONITOR_TITLE = "[lxc monitor] "
@@ -50,12 +51,9 @@ class PidStat:
 
 def parse_pid_stat(text: str) -> PidStat:
     """/proc/PID/stat: ppid (field 4) and starttime (field 22), counted after the parenthesised comm."""
-    _, paren, rest = text.rpartition(")")
-    fields = rest.split()
-    if not paren or len(fields) < 20:
-        raise ParseError("PID/stat", f"expected at least 22 fields, found {len(fields) + 2}")
+    values = pid_stat.fields(text, 22)
     try:
-        return PidStat(int(fields[1]), int(fields[19]))
+        return PidStat(int(values[1]), int(values[19]))
     except ValueError:
         raise ParseError("PID/stat", "ppid or starttime is not a number") from None
 
