@@ -1,21 +1,17 @@
-"""Command line: the agent (default) and `lxcwatch status`, with node_exporter's flag habits."""
+"""Command line: the agent (default), `lxcwatch status`, `record` and `replay`, with node_exporter's flag habits."""
 
 import argparse
 import importlib
-import logging
-import signal
 import socket
 import sys
-import threading
 import time
 
-from lxcwatch import __version__, classifier, config, http, logs, metrics, probes, status
+from lxcwatch import __version__, classifier, config, daemon, http, metrics, probes, status
 from lxcwatch.collectors import COLLECTORS, Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.lxc_host import DEFAULT_LXC_PATH
 from lxcwatch.sampler import Sampler
 
-log = logging.getLogger("lxcwatch")
 DEFAULT_PORT = 12243
 
 
@@ -71,6 +67,9 @@ def agent_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen", action="append", metavar="ADDR",
                    help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
+    p.add_argument("--config.file", dest="config_file", default=None, metavar="PATH",
+                   help='flags from a file (/etc/default style: ARGS="--flag=value ..."), read again on SIGHUP; '
+                        "flags on the command line win")
     config.add_source_flags(p)
     _lxc_flags(p, probe_flags=True)
     p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to")
@@ -94,48 +93,29 @@ def status_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_agent(args) -> int:
+def agent_settings(argv: list[str]) -> daemon.Settings:
+    """The agent's flags: those of --config.file (if given) first, then the command line's, which win."""
+    args = agent_parser().parse_args(argv)
+    if args.config_file:
+        args = agent_parser().parse_args(config.read_args_file(args.config_file) + argv)
     interval = config.duration(args.interval)
     if not args.telemetry_path.startswith("/") or args.telemetry_path == "/":
         raise UsageError(f"invalid --web.telemetry-path {args.telemetry_path!r}: must start with / and not be /")
-    listen = args.listen or [f":{DEFAULT_PORT}"]
+    listen = tuple(args.listen or [f":{DEFAULT_PORT}"])
     for address in listen:
         try:
             http.parse_address(address)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    logs.setup("warning" if args.log_level == "warn" else args.log_level, args.log_format)
-    config.check_roots(args.procfs, args.sysfs)
-    collectors = [n for n in COLLECTORS if getattr(args, f"collector_{n}")]
-    agent = metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname())
-
-    probes_interval = config.duration(args.probes_interval)
     if args.probes_file:
         probes.check_file(args.probes_file)
-    sources = Sources.open(args.procfs, args.sysfs, lxc_paths(args), args.probes_file, probes_interval)
-    sampler = Sampler(sources, collectors, interval, thresholds(args))
-    servers = [http.bind(address, None) for address in listen]  # bind first: a port in use fails fast
-    sampler.sample()  # the first scrape already has data
-    app = http.make_app(http.Exposition(sampler, agent), args.telemetry_path)
-    for server in servers:
-        server.set_app(app)
-    http.serve(servers)
-    log.info("listening", extra={"addresses": ",".join(listen), "collectors": ",".join(collectors),
-                                 "procfs": args.procfs, "sysfs": args.sysfs})
-
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: (sampler.stop(), stop.set()))
-    loop = threading.Thread(target=sampler.run, name="sampler", daemon=True)
-    loop.start()
-    stop.wait()
-    log.info("stopping")
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-    loop.join(timeout=5)
-    sources.close()
-    return 0
+    return daemon.Settings(
+        listen=listen, telemetry_path=args.telemetry_path, procfs=args.procfs, sysfs=args.sysfs, interval=interval,
+        collectors=tuple(n for n in COLLECTORS if getattr(args, f"collector_{n}")), thresholds=thresholds(args),
+        agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
+                            config_loaded_at=time.time()),
+        lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
+        log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format)
 
 
 def run_status(args) -> int:
@@ -169,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] in (["record"], ["replay"]):
             module = importlib.import_module(f"lxcwatch.{argv[0]}")
             return module.run(tool_parser(argv[0], module).parse_args(argv[1:]))
-        return run_agent(agent_parser().parse_args(argv))
+        return daemon.run(lambda: agent_settings(argv))
     except UsageError as e:
         print(f"lxcwatch: error: {e}", file=sys.stderr)
         return 2

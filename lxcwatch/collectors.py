@@ -37,8 +37,12 @@ class Sources:
             links = NetlinkLinks(sys_root)
         else:
             links = SysfsLinks(sys_root)
-        lxc = LxcHost(Root(procfs), sys_root, lxc_paths, is_live(sysfs), probes_file, probes_interval)
-        return cls(Root(procfs), sys_root, NicDirectory(sys_root), links, KernelThreads(Root(procfs)), lxc=lxc)
+        sources = cls(Root(procfs), sys_root, NicDirectory(sys_root), links, KernelThreads(Root(procfs)))
+        sources.lxc = sources.lxc_host(lxc_paths, probes_file, probes_interval)
+        return sources
+
+    def lxc_host(self, lxc_paths: tuple[str, ...], probes_file: str | None, probes_interval: float) -> LxcHost:
+        return LxcHost(self.procfs, self.sysfs, lxc_paths, is_live(self.sysfs.path), probes_file, probes_interval)
 
     def close(self) -> None:
         close = getattr(self.links, "close", None)

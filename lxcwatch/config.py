@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 
 from lxcwatch.errors import RuntimeFailure, UsageError
 
@@ -42,3 +43,29 @@ def add_source_flags(p) -> None:
     p.add_argument("--path.procfs", dest="procfs", default="/proc", metavar="PATH", help="procfs mountpoint (default /proc)")
     p.add_argument("--path.sysfs", dest="sysfs", default="/sys", metavar="PATH", help="sysfs mountpoint (default /sys)")
     p.add_argument("--sample.interval", dest="interval", default="1s", metavar="DURATION", help="time between samples (default 1s)")
+
+
+def read_args_file(path: str) -> list[str]:
+    """The flags in an /etc/default-style file: `# comments` and one `ARGS="--flag=value ..."`, shell-quoted."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RuntimeFailure(f"--config.file={path}: {getattr(e, 'strerror', None) or e}") from None
+    args: list[str] | None = None
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            words = shlex.split(line, comments=True)
+            key, sep, value = words[0].partition("=") if len(words) == 1 else ("", "", "")
+            if key != "ARGS" or not sep:
+                raise ValueError('want ARGS="--flag=value ..."')
+            if args is not None:
+                raise ValueError("ARGS is set twice")
+            args = shlex.split(value)
+        except (ValueError, IndexError) as e:
+            raise UsageError(f"{path}:{number}: {e}") from None
+    if any(a.startswith("--config.file") for a in args or []):
+        raise UsageError(f"{path}: --config.file cannot name another file")
+    return args or []

@@ -16,19 +16,20 @@ class Exposition:
 
     def __init__(self, sampler, agent: metrics.Agent):
         self.sampler = sampler
-        self.agent = agent
+        self.agent = agent  # replaced whole by a reload
         self._cache: dict[str, tuple[int, bytes]] = {}
         self._lock = threading.Lock()
 
     def render(self, accept: str) -> tuple[bytes, str]:
         openmetrics, content_type = exposition.negotiate(accept)
         snap, verdict = self.sampler.current
+        agent = self.agent
         with self._lock:
             cached = self._cache.get(content_type)
-            if cached and cached[0] == snap.seq:
+            if cached and cached[0] == (snap.seq, agent):
                 return cached[1], content_type
-            body = exposition.render(metrics.families(snap, self.agent, self.sampler.overruns, verdict), openmetrics)
-            self._cache[content_type] = (snap.seq, body)
+            body = exposition.render(metrics.families(snap, agent, self.sampler.overruns, verdict), openmetrics)
+            self._cache[content_type] = ((snap.seq, agent), body)
             return body, content_type
 
 
@@ -41,12 +42,12 @@ LANDING = """<!DOCTYPE html>
 """
 
 
-def make_app(exposition: Exposition, telemetry_path: str):
-    landing = LANDING.format(
-        version=html.escape(exposition.agent.version), replica=html.escape(exposition.agent.replica),
-        group=html.escape(exposition.agent.replica_group or "(none)"), path=html.escape(telemetry_path),
-    ).encode()
+def landing(agent: metrics.Agent, telemetry_path: str) -> bytes:
+    return LANDING.format(version=html.escape(agent.version), replica=html.escape(agent.replica),
+                          group=html.escape(agent.replica_group or "(none)"), path=html.escape(telemetry_path)).encode()
 
+
+def make_app(exposition: Exposition, telemetry_path: str):
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
@@ -62,7 +63,7 @@ def make_app(exposition: Exposition, telemetry_path: str):
             return [body]
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-            return [landing]
+            return [landing(exposition.agent, telemetry_path)]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 

@@ -19,6 +19,8 @@ class Agent:
     version: str
     replica_group: str
     replica: str
+    config_loaded: bool = True  # the last (re)load of the flags succeeded
+    config_loaded_at: float = 0.0  # time of the last successful (re)load
 
 
 def _counter(name: str, doc: str, labels: list[str]) -> Family:
@@ -313,4 +315,8 @@ def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) ->
     samples.add([], s.seq)
     late = _counter("sample_overruns", "Sampling slots skipped because a sample took longer than the interval.", [])
     late.add([], overruns)
-    yield from (build, replica, ok, took, last, samples, late)
+    reloaded = _gauge("config_last_reload_successful", "1 if the last reload of the flags (SIGHUP) succeeded.")
+    reloaded.add([], int(agent.config_loaded))
+    reloaded_at = _gauge("config_last_reload_success_timestamp_seconds", "Time of the last successful start or reload.")
+    reloaded_at.add([], agent.config_loaded_at)
+    yield from (build, replica, ok, took, last, samples, late, reloaded, reloaded_at)

@@ -37,10 +37,27 @@ class Sampler:
         self.current: tuple[Snapshot, classifier.Verdict] | None = None
         self.overruns = 0
         self._stop = threading.Event()
-        self.on_sample: list[Callable[[Snapshot], None]] = []
+        self.on_sample: list[Callable[[Snapshot, classifier.Verdict], None]] = []
+        self._pending: tuple | None = None
+
+    def reconfigure(self, collectors: list[str], thresholds: classifier.Thresholds, lxc=None) -> None:
+        """New collectors, thresholds and (if given) LXC host for the next sample, swapped in by the sampling
+        thread itself; the snapshot and the modes carry over, so a reload neither resets rates nor clears a page."""
+        self._pending = (collectors, thresholds, lxc)
+
+    def _apply_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        self.collectors, self.thresholds, lxc = pending
+        if lxc is not None:
+            old, self.sources.lxc = self.sources.lxc, lxc
+            if old is not None:
+                old.close()
 
     def sample(self, at: tuple[float, float] | None = None) -> Snapshot:
         """One sample. `at` = (wall, monotonic) time to stamp it with: a replayed trace's clock, not ours."""
+        self._apply_pending()
         wall, mono = at or (time.time(), time.monotonic())
         readings, results = {}, {}
         for name in self.collectors:

@@ -1,5 +1,6 @@
 """Runs the real lxcwatch agent on a free loopback port and reads its exposition."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -61,13 +62,13 @@ def free_port() -> int:
 class Agent:
     """A running `lxcwatch` process listening on 127.0.0.1:port."""
 
-    def __init__(self, args: list[str], tries: int = 200):
+    def __init__(self, args: list[str], tries: int = 200, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/metrics"
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [lxcwatch_binary(), f"--web.listen-address=127.0.0.1:{self.port}", *args],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            stdout=self._log, stderr=subprocess.STDOUT, env=None if env is None else {**os.environ, **env},
         )
         try:
             self._wait_ready(tries)

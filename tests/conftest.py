@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (agent, netlab) import as top-level modules
+sys.path.insert(0, str(Path(__file__).parent.parent / "grafana"))  # and grafana/queries.py as `queries`
 
 
 import netlab  # noqa: E402  (needs the path above)

@@ -26,6 +26,7 @@ import tracegen
 from agent import Agent, free_port, lxcwatch_binary, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
+HOSTS = ROOT / "tests" / "fixtures" / "hosts"
 RULES = ROOT / "deploy" / "prometheus" / "lxcwatch.rules.yml"
 AM_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -165,6 +166,10 @@ class Prometheus(Process):
     def alerts(self) -> list[dict]:
         return get_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
 
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict]:
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        return get_json(f"{self.url}/api/v1/query_range?" + urllib.parse.urlencode(params))["data"]["result"]
+
     def query(self, expr: str) -> list[dict]:
         return get_json(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["data"]["result"]
 
@@ -199,13 +204,17 @@ class Alertmanager(Process):
 
 @dataclass
 class Replica:
-    """One host: a generated trace replayed at speed 1 into a tree, and the agent reading that tree."""
+    """One host: a generated trace replayed at speed 1 into a tree, a static fixture tree (`fixture`) or this
+    machine's own kernel (`live`), and the agent reading it."""
 
     group: str
     name: str
-    scenario: str
-    seed: int
-    seconds: int
+    scenario: str = ""
+    seed: int = 1
+    seconds: int = 0
+    fixture: str = ""  # a tree under tests/fixtures/hosts, read as it is (its LXC path included)
+    live: bool = False  # /proc and /sys of this machine (kernel threads, netlink): what no tree has
+    probes: str = ""  # a --probes.file for the agent; {alertmanager} is the lab Alertmanager's address
     heavy: list[float] = field(default_factory=list)  # t of the records labelled host-heavy
     started: float = 0.0  # time.time() at which the replay applied record t = 0 (within a poll)
     replay: Process | None = None
@@ -216,6 +225,9 @@ class Replica:
         return f"{self.group}-{self.name}"
 
     def start_replay(self, directory: Path) -> None:
+        if self.fixture or self.live:
+            self.root = Path("/") if self.live else HOSTS / self.fixture
+            return
         trace = directory / f"{self.label}.trace.gz"
         tracegen.write(str(trace), self.scenario, self.seed, self.seconds)
         _, records = tracegen.generate(self.scenario, self.seed, self.seconds)
@@ -225,18 +237,25 @@ class Replica:
             lxcwatch_binary(), "replay", str(trace), f"--out-root={self.root}", "--speed=1"], directory)
 
     def wait_tree(self) -> None:
-        netdev = self.root / "proc" / "net" / "dev"
-        wait_until(lambda: netdev.exists() or self.replay.proc.poll() is not None,
-                   f"the replay of {self.label} to write its first record", 30, poll=0.02)
-        assert self.replay.proc.poll() is None, self.replay.output()
+        if self.replay:
+            netdev = self.root / "proc" / "net" / "dev"
+            wait_until(lambda: netdev.exists() or self.replay.proc.poll() is not None,
+                       f"the replay of {self.label} to write its first record", 30, poll=0.02)
+            assert self.replay.proc.poll() is None, self.replay.output()
         self.started = time.time()
 
-    def start_agent(self, directory: Path) -> None:
-        lxc = directory / f"{self.label}-lxc"
-        lxc.mkdir()
-        self.agent = Agent([f"--path.procfs={self.root / 'proc'}", f"--path.sysfs={self.root / 'sys'}",
-                            f"--path.lxc={lxc}", f"--replica.group={self.group}", f"--replica.name={self.name}",
-                            "--sample.interval=1s"])
+    def start_agent(self, directory: Path, alertmanager: str) -> None:
+        lxc = self.root / "var" / "lib" / "lxc"  # replayed trees have none: no containers
+        if self.live:  # not this machine's containers: other tests' come and go
+            lxc = directory / f"{self.label}-lxc"
+            lxc.mkdir()
+        args = [f"--path.procfs={self.root / 'proc'}", f"--path.sysfs={self.root / 'sys'}", f"--path.lxc={lxc}",
+                f"--replica.group={self.group}", f"--replica.name={self.name}", "--sample.interval=1s"]
+        if self.probes:
+            probes = directory / f"{self.label}.probes"
+            probes.write_text(self.probes.format(alertmanager=alertmanager))
+            args += [f"--probes.file={probes}", "--probes.interval=1s"]
+        self.agent = Agent(args)
 
     @property
     def target(self) -> str:
@@ -305,7 +324,7 @@ class Lab:
             for r in replicas:
                 r.wait_tree()
             for r in replicas:
-                r.start_agent(self.directory)
+                r.start_agent(self.directory, self.alertmanager.address)
             self.prometheus = Prometheus(self.directory, [r.target for r in replicas], self.alertmanager.address)
             self.observer = Observer(self.prometheus)
         except BaseException:

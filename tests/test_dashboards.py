@@ -9,10 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
-sys.path.insert(0, str(GRAFANA))
 
-import queries  # noqa: E402  (grafana/queries.py)
-from queries import dashboards, panel_queries, walk_panels  # noqa: E402
+import queries  # grafana/queries.py (tests/conftest.py puts it on the path)
+from queries import dashboards, panel_queries, walk_panels
 
 UIDS = {"lxcwatch-fleet", "lxcwatch-host", "lxcwatch-containers"}
 PROMQL_WORDS = {

@@ -251,9 +251,20 @@ def both_nics_heavy(rng: random.Random, seconds: int) -> Scenario:
     return Scenario("both_nics_heavy", seconds, lines)
 
 
+def sustained_polling(rng: random.Random, seconds: int) -> Scenario:
+    """One NIC slides into polling 15-25 s in and stays heavy until 30-45 s before the end: the lab's
+    single-replica warning (`for: 5m`) needs an episode longer than the corpus traces have."""
+    nic, other = rng.sample(["eth0", "eth1"], 2)
+    onset, rise = rng.uniform(15, 25), rng.uniform(5, 10)
+    until = seconds - rng.uniform(30, 45)
+    return Scenario("sustained_polling", seconds, {
+        nic: episode(rng, seconds, onset, rise, until), other: wander(rng, 0, seconds, 5e3, 60e3)})
+
+
 SCENARIOS: dict[str, Callable[[random.Random, int], Scenario]] = {f.__name__: f for f in (
     interrupt_driven, slide_into_polling, bursty_light, bursty_heavy, tuned_threaded, counter_wraps,
     nic_disappears, both_nics_heavy)}
+LAB_SCENARIOS = {f.__name__: f for f in (sustained_polling,)}  # not in the corpus
 DEFAULT_SECONDS = 300
 # scenario -> (seed, seconds) of each committed trace: ~550 bytes a second, under 3 MB in all; bursty_light
 # gets the long ones, since flaps per hour is its figure.
@@ -582,7 +593,7 @@ def records(scenario: Scenario, rng: random.Random) -> Iterator[trace.Record]:
 def generate(name: str, seed: int, seconds: int = DEFAULT_SECONDS) -> tuple[dict, Iterator[trace.Record]]:
     """The header and records of one trace; the same name, seed and seconds give the same trace."""
     rng = random.Random(f"{name}/{seed}/{seconds}")
-    scenario = SCENARIOS[name](rng, seconds)
+    scenario = (SCENARIOS | LAB_SCENARIOS)[name](rng, seconds)
     head = {**trace.header(1.0, "tg3-pair", STARTED, ""), "scenario": name, "seed": seed}
     return head, records(scenario, rng)
 
@@ -612,7 +623,7 @@ def write_corpus(directory: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS))
+    p.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS | LAB_SCENARIOS))
     p.add_argument("--out", metavar="FILE", help="trace to write (*.trace.gz)")
     p.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help=f"length (default {DEFAULT_SECONDS})")
     p.add_argument("--seed", type=int, default=1)

@@ -1,0 +1,75 @@
+"""systemd's service protocol: READY, STATUS, WATCHDOG, RELOADING and STOPPING over $NOTIFY_SOCKET."""
+
+import logging
+import os
+
+from lxcwatch import classifier
+from lxcwatch.snapshot import Snapshot
+
+log = logging.getLogger("lxcwatch")
+
+
+def status_line(snap: Snapshot, verdict: classifier.Verdict) -> str:
+    """What `systemctl status` shows: the host's mode, the heavy NICs, failing collectors."""
+    heavy = [f"{device} ({v.mode.reason})" for device, v in sorted(verdict.nics.items()) if v.mode.heavy]
+    host = f"NAPI-heavy ({verdict.host.reason})" if verdict.host.heavy else "interrupt-driven"
+    parts = [f"host {host}", "heavy NICs: " + (", ".join(heavy) or "none")]
+    failing = sorted(name for name, result in snap.collectors.items() if not result.success)
+    if failing:
+        parts.append("failing collectors: " + ", ".join(failing))
+    return "; ".join(parts)
+
+
+def watchdog_interval(env: dict[str, str]) -> float | None:
+    """Seconds systemd waits for a WATCHDOG=1, or None when this process is not watched."""
+    usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 1e6
+
+
+class Notifier:
+    """Tells systemd what the agent does; every call is a no-op outside a Type=notify service."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        env = os.environ if env is None else env
+        self.enabled = bool(env.get("NOTIFY_SOCKET"))
+        self.watchdog = watchdog_interval(env) if self.enabled else None
+        self._status = ""
+
+    def _send(self, message: str) -> None:
+        if not self.enabled:
+            return
+        from systemd import daemon  # only under systemd: the import costs ~10 ms
+
+        if not daemon.notify(message):
+            log.warning("sd_notify failed", extra={"message": message.replace("\n", " ")})
+
+    def check_interval(self, sample_interval: float) -> None:
+        # systemd's advice: ping at least twice per watchdog period.
+        if self.watchdog is not None and sample_interval * 2 > self.watchdog:
+            log.warning("sample interval too long for the watchdog",
+                        extra={"interval": sample_interval, "watchdog_sec": self.watchdog})
+
+    def ready(self, snap: Snapshot, verdict: classifier.Verdict) -> None:
+        self._status = status_line(snap, verdict)
+        self._send(f"READY=1\nSTATUS={self._status}\nMAINPID={os.getpid()}")
+
+    def sampled(self, snap: Snapshot, verdict: classifier.Verdict) -> None:
+        """After every completed sample, from the sampling loop: a loop that hangs stops the pings."""
+        status = status_line(snap, verdict)
+        message = "WATCHDOG=1" if self.watchdog is not None else ""
+        if status != self._status:
+            self._status = status
+            message += f"\nSTATUS={status}"
+        if message:
+            self._send(message.strip())
+
+    def reloading(self) -> None:
+        self._send("RELOADING=1\nSTATUS=reloading configuration")
+
+    def reloaded(self) -> None:
+        self._send(f"READY=1\nSTATUS={self._status}")
+
+    def stopping(self) -> None:
+        self._send("STOPPING=1\nSTATUS=stopping")
