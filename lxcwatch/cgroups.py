@@ -36,7 +36,8 @@ def _unescape(field: str) -> str:
         return field
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+        digits = field[i + 1:i + 4]
+        if field[i] == "\\" and len(digits) == 3 and all(c in "01234567" for c in digits):  # not isdigit(): "\\999"
             out.append(chr(int(field[i + 1:i + 4], 8)))
             i += 4
         else:
@@ -241,7 +242,10 @@ class CgroupFs:
         self.layout = Layout.of(self._mounts())
 
     def _mounts(self) -> tuple[Mount, ...]:
-        text = read_attr(self.procfs.join("self", "mountinfo"))
+        try:  # the whole file: read_attr stops at 4 KiB, and a host with many mounts has far more
+            text = self.procfs.read("self", "mountinfo")
+        except OSError:
+            text = None
         if text:
             return parse_mountinfo(text)
         return self._mounts_from_tree()

@@ -6,7 +6,7 @@ import socket
 import sys
 import time
 
-from lxcwatch import __version__, classifier, config, daemon, http, metrics, probes, status
+from lxcwatch import __version__, blackbox, classifier, config, daemon, http, metrics, probes, status, web_config
 from lxcwatch.collectors import COLLECTORS, Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.lxc_host import DEFAULT_LXC_PATH
@@ -67,6 +67,8 @@ def agent_parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen", action="append", metavar="ADDR",
                    help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
+    p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
+                   help="TLS and basic auth, exporter-toolkit format (docs/security.md); read at start only")
     p.add_argument("--config.file", dest="config_file", default=None, metavar="PATH",
                    help='flags from a file (/etc/default style: ARGS="--flag=value ..."), read again on SIGHUP; '
                         "flags on the command line win")
@@ -80,6 +82,7 @@ def agent_parser() -> argparse.ArgumentParser:
     _detect_flags(p)
     p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    blackbox.add_arguments(p)
     p.add_argument("--version", action="version", version=f"lxcwatch {__version__}")
     return p
 
@@ -115,7 +118,9 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
                             config_loaded_at=time.time()),
         lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
-        log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format)
+        log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,
+        blackbox=blackbox.options(args),
+        web_config=web_config.load(args.web_config_file) if args.web_config_file else None)
 
 
 def run_status(args) -> int:
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["status"]:
             return run_status(status_parser().parse_args(argv[1:]))
-        if argv[:1] in (["record"], ["replay"]):
+        if argv[:1] in (["record"], ["replay"], ["postmortem"]):
             module = importlib.import_module(f"lxcwatch.{argv[0]}")
             return module.run(tool_parser(argv[0], module).parse_args(argv[1:]))
         return daemon.run(lambda: agent_settings(argv))

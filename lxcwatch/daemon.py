@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lxcwatch import classifier, config, http, logs, metrics
+from lxcwatch import blackbox, classifier, config, http, logs, metrics, web_config
 from lxcwatch.collectors import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sampler import Sampler
@@ -17,7 +17,7 @@ from lxcwatch.service import Notifier
 log = logging.getLogger("lxcwatch")
 
 # Flags a reload cannot change: the listener stays bound and the sources stay open.
-RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval")
+RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Settings:
     probes_interval: float
     log_level: str
     log_format: str
+    blackbox: "blackbox.Options" = blackbox.Options()
+    web_config: "web_config.WebConfig | None" = None  # --web.config.file, read at start only
 
     def lxc_key(self) -> tuple:
         return self.lxc_paths, self.probes_file, self.probes_interval
@@ -67,10 +69,15 @@ def run(load: Callable[[], Settings]) -> int:
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
                            settings.probes_interval)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds)
-    servers = [http.bind(address, None) for address in settings.listen]  # bind first: a port in use fails fast
+    tls = settings.web_config.context if settings.web_config else None
+    servers = [http.bind(address, None, tls) for address in settings.listen]  # bind first: a port in use fails fast
     sampler.sample()  # the first scrape already has data
+    box = blackbox.Blackbox(settings.blackbox, settings.agent.version)
+    sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
+    box.sampled(*sampler.current)
     exposition = http.Exposition(sampler, settings.agent)
-    app = http.make_app(exposition, settings.telemetry_path)
+    exposition.extra = box.families
+    app = http.guard(http.make_app(exposition, settings.telemetry_path), settings.web_config)
     for server in servers:
         server.set_app(app)
     http.serve(servers)
@@ -92,6 +99,7 @@ def run(load: Callable[[], Settings]) -> int:
         server.shutdown()
         server.server_close()
     loop.join(timeout=5)
+    box.stop()  # after the last sample: the clean-stop marker is the ring's last record
     sources.close()
     return 0
 

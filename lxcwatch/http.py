@@ -3,12 +3,17 @@
 import gzip
 import html
 import socket
+import ssl
 import threading
 from socketserver import TCPServer, ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from lxcwatch import exposition, metrics
+from lxcwatch.basic_auth import BasicAuth
 from lxcwatch.errors import RuntimeFailure
+from lxcwatch.web_config import WebConfig
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client may take over the TLS handshake
 
 
 class Exposition:
@@ -19,6 +24,7 @@ class Exposition:
         self.agent = agent  # replaced whole by a reload
         self._cache: dict[str, tuple[int, bytes]] = {}
         self._lock = threading.Lock()
+        self.extra = lambda: []  # more families, rendered with each new snapshot
 
     def render(self, accept: str) -> tuple[bytes, str]:
         openmetrics, content_type = exposition.negotiate(accept)
@@ -28,7 +34,7 @@ class Exposition:
             cached = self._cache.get(content_type)
             if cached and cached[0] == (snap.seq, agent):
                 return cached[1], content_type
-            body = exposition.render(metrics.families(snap, agent, self.sampler.overruns, verdict), openmetrics)
+            body = exposition.render(metrics.families(snap, agent, self.sampler.overruns, verdict, self.extra()), openmetrics)
             self._cache[content_type] = ((snap.seq, agent), body)
             return body, content_type
 
@@ -70,6 +76,24 @@ def make_app(exposition: Exposition, telemetry_path: str):
     return app
 
 
+def guard(app, web: WebConfig | None):
+    """Basic auth (401 for any path) and the configured response headers in front of `app`."""
+    if web is None or not (web.users or web.headers):
+        return app
+    auth = BasicAuth(web.users) if web.users else None
+
+    def guarded(environ, start_response):
+        def start(status, headers, exc_info=None):
+            return start_response(status, headers + list(web.headers), exc_info)
+
+        if auth and not auth.check(environ.get("HTTP_AUTHORIZATION", "")):
+            start("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="lxcwatch"'), ("Content-Type", "text/plain")])
+            return [b"unauthorized\n"]
+        return app(environ, start)
+
+    return guarded
+
+
 class _Handler(WSGIRequestHandler):
     def log_message(self, format, *args):  # scrapes are not news
         pass
@@ -78,6 +102,23 @@ class _Handler(WSGIRequestHandler):
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 overflows under 50 concurrent scrapers: SYN retries of 1-3 s
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request, client_address):
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        # Here, in the connection's own thread: a client slow to shake hands holds up nobody else.
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except OSError:  # ssl.SSLError included: plain HTTP, an unknown CA, no certificate, a timeout
+            return
+        try:
+            conn.settimeout(None)
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()
 
     def server_bind(self):
         # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can hang a host with no resolver.
@@ -103,7 +144,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def bind(address: str, app) -> WSGIServer:
+def bind(address: str, app, tls: ssl.SSLContext | None = None) -> WSGIServer:
     host, port = parse_address(address)
     if host == "":
         servers, hosts = (_Server6, _Server), ("::", "0.0.0.0")
@@ -114,6 +155,7 @@ def bind(address: str, app) -> WSGIServer:
         try:
             httpd = server((h, port), _Handler, bind_and_activate=True)
             httpd.set_app(app)
+            httpd.tls = tls
             return httpd
         except OSError as e:
             error = e

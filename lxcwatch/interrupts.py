@@ -77,6 +77,8 @@ def parse(text: str, wanted: Collection[str] | None = None) -> Interrupts:
         if wanted is None or irq in wanted:
             try:
                 counts = tuple(map(int, parts[:n]))
+                if n and min(counts) < 0:  # int() takes a sign; the kernel prints unsigned counts
+                    raise ValueError
             except ValueError:
                 raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts", number) from None
         rows[irq] = IrqRow(irq, counts, parts[n] if len(parts) > n else "")

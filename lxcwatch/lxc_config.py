@@ -80,7 +80,7 @@ def parse(text: str, container: str, source: str = "config") -> LxcConfig:
             nets.clear()  # an empty lxc.net clears every network defined so far
         elif key.startswith("lxc.net."):
             index, _, sub = key[len("lxc.net."):].partition(".")
-            if not index.isdigit():
+            if not (index.isascii() and index.isdigit()):  # str.isdigit() accepts "\u00b2", int() does not
                 raise ParseError(source, f"{key}: the network index must be a number", number)
             net = nets.setdefault(int(index), Network(int(index)))
             if sub in NET_KEYS:

@@ -316,7 +316,8 @@ class LxcHost:
         if run.plan is not None:
             try:
                 os.pread(run.stat_fd, 64, 0)
-                return True
+                # A tree's files are plain files: one removed (a replayed exit) still reads through its descriptor.
+                return self.live or os.path.exists(run.proc + "/stat")
             except OSError:  # ESRCH: it exited
                 run.plan = None
                 return False
@@ -381,7 +382,10 @@ class LxcHost:
         text = self.files.read(run.proc + "/net/dev")
         if text is None:
             raise FileNotFoundError(2, "No such file or directory", run.proc + "/net/dev")
-        return net_dev.parse(text, NO_LO)
+        try:
+            return net_dev.parse(text, NO_LO)
+        except ParseError as e:  # name the container's file, not the host's net/dev
+            raise ParseError(f"{run.init_pid}/net/dev", str(e).partition(": ")[2], e.line) from None
 
     # ------------------------------------------------------------ host veths
 

@@ -281,7 +281,8 @@ def _verdict(v: Verdict) -> Iterator[Family]:
         yield host_since
 
 
-def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | None = None) -> list[Family]:
+def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | None = None,
+             extra: list[Family] = ()) -> list[Family]:
     """All metric families for one snapshot. A renderer that fails marks its collector failed, nothing more."""
     out: list[Family] = []
     success = {name: r.success for name, r in s.collectors.items()}
@@ -295,6 +296,7 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
             success[name] = False
     if verdict is not None:
         out.extend(_verdict(verdict))
+    out.extend(extra)  # families the agent keeps outside the snapshot (the black box)
     out.extend(_self(s, agent, success, overruns))
     return out
 

@@ -41,7 +41,10 @@ def parse(text: str, skip: tuple[str, ...] = ()) -> dict[str, NetDevCounters]:
         if len(fields) != 16:
             raise ParseError(SOURCE, f"{name.strip()}: expected 16 counters, found {len(fields)}", number)
         try:
-            links[name.strip()] = NetDevCounters(*map(int, fields[0:4]), *map(int, fields[8:12]))
+            values = [*map(int, fields[0:4]), *map(int, fields[8:12])]
+            if min(values) < 0:  # int() takes a sign; the kernel prints %llu
+                raise ValueError
+            links[name.strip()] = NetDevCounters(*values)
         except ValueError:
             raise ParseError(SOURCE, f"{name.strip()}: not a number", number) from None
     return links

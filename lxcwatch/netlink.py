@@ -5,6 +5,7 @@ non-blocking AF_NETLINK socket (pyroute2's own sockets buffer events out of sigh
 pyroute2 only to decode messages."""
 
 import errno
+import logging
 import socket
 from dataclasses import replace
 
@@ -16,6 +17,8 @@ from lxcwatch.ethtool import Driver, drvinfo
 from lxcwatch.fsroot import Root
 from lxcwatch.links import Link
 from lxcwatch.nics import Nic
+
+log = logging.getLogger("lxcwatch.netlink")
 
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFF_LOOPBACK = 0x8
@@ -84,6 +87,8 @@ class NetlinkLinks:
                 self._sock.close()
                 self._sock = None
                 self._subscribe_and_dump(nics)
+                log.warning("netlink events lost (ENOBUFS); links dumped again",
+                            extra={"links": len(self._links), "resyncs": self.resyncs - 1})
                 return
             for msg in self._marshal.parse(data):
                 self._apply(msg, nics)

@@ -16,7 +16,10 @@ def parse_softirq_ticks(text: str) -> dict[int, int]:
         if len(fields) < 8:
             raise ParseError(SOURCE, f"{fields[0]}: expected at least 7 values, found {len(fields) - 1}", number)
         try:
-            ticks[int(fields[0][3:])] = int(fields[7])
+            cpu, value = int(fields[0][3:]), int(fields[7])
+            if cpu < 0 or value < 0:  # int() takes a sign; the kernel prints unsigned values
+                raise ValueError
+            ticks[cpu] = value
         except ValueError:
             raise ParseError(SOURCE, f"not a number in {line[:60]!r}", number) from None
     if not ticks:

@@ -12,6 +12,8 @@ def parse(text: str) -> dict[str, dict[int, int]]:
         raise ParseError(SOURCE, "missing CPU header", 1)
     try:
         cpus = [int(tok.removeprefix("CPU")) for tok in lines[0].split()]
+        if min(cpus) < 0:
+            raise ValueError
     except ValueError:
         raise ParseError(SOURCE, f"bad CPU header {lines[0].strip()[:60]!r}", 1) from None
     vectors: dict[str, dict[int, int]] = {}
@@ -25,7 +27,10 @@ def parse(text: str) -> dict[str, dict[int, int]]:
         if len(counts) != len(cpus):
             raise ParseError(SOURCE, f"{name.strip()}: expected {len(cpus)} counts, found {len(counts)}", number)
         try:
-            vectors[name.strip()] = dict(zip(cpus, map(int, counts)))
+            values = dict(zip(cpus, map(int, counts)))
+            if values and min(values.values()) < 0:  # int() takes a sign; the kernel prints unsigned counts
+                raise ValueError
+            vectors[name.strip()] = values
         except ValueError:
             raise ParseError(SOURCE, f"{name.strip()}: not a number", number) from None
     if "NET_RX" not in vectors:

@@ -32,6 +32,8 @@ def parse(text: str) -> tuple[SoftnetRow, ...]:
             continue
         try:
             f = [int(x, 16) for x in line.split()]
+            if min(f) < 0:  # int() takes a sign; the kernel prints unsigned %08x
+                raise ValueError
         except ValueError:
             raise ParseError(SOURCE, f"not a hexadecimal field in {line.strip()[:60]!r}", number) from None
         if len(f) < 9:

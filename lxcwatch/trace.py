@@ -111,7 +111,7 @@ def decode(line: bytes) -> Record:
     """One record line; ValueError says what is wrong with it."""
     try:
         obj = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         raise ValueError("not valid JSON (truncated or corrupt)") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
@@ -136,7 +136,7 @@ def decode(line: bytes) -> Record:
 def _check_header(line: bytes) -> dict:
     try:
         obj = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         obj = None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"not an {FORMAT} header")

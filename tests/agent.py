@@ -1,8 +1,10 @@
 """Runs the real lxcwatch agent on a free loopback port and reads its exposition."""
 
+import base64
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -60,15 +62,20 @@ def free_port() -> int:
 
 
 class Agent:
-    """A running `lxcwatch` process listening on 127.0.0.1:port."""
+    """A running `lxcwatch` process listening on 127.0.0.1:port. With `ssl_context` it is scraped over https, with
+    `auth` (user, password) with basic auth; `command` replaces the console script (e.g. a setpriv prefix)."""
 
-    def __init__(self, args: list[str], tries: int = 200, env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], tries: int = 200, env: dict[str, str] | None = None,
+                 ssl_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
+                 command: list[str] | None = None, cwd: str | None = None):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/metrics"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}/metrics"
+        self.ssl_context = ssl_context
+        self.headers = {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()} if auth else {}
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [lxcwatch_binary(), f"--web.listen-address=127.0.0.1:{self.port}", *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=None if env is None else {**os.environ, **env},
+            [*(command or [lxcwatch_binary()]), f"--web.listen-address=127.0.0.1:{self.port}", *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=None if env is None else {**os.environ, **env}, cwd=cwd,
         )
         try:
             self._wait_ready(tries)
@@ -94,7 +101,8 @@ class Agent:
         raise AssertionError(f"lxcwatch exited with {self.proc.returncode}:\n{self.output()}")
 
     def scrape_text(self) -> str:
-        with urllib.request.urlopen(self.url, timeout=5) as response:
+        request = urllib.request.Request(self.url, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=5, context=self.ssl_context) as response:
             return response.read().decode()
 
     def scrape(self) -> Exposition:
