@@ -153,9 +153,12 @@ class LxcHost:
                 else:
                     try:
                         st = os.stat(config_path)
+                        config = self._config(entry.name, lxc_path, config_path, st)
+                    except PermissionError as e:  # LXC makes container directories 0770 root: say so, not "none"
+                        config = _Config(lxc_path, None, None, f"{config_path}: {e.strerror} "
+                                                               "(needs root or CAP_DAC_READ_SEARCH)")
                     except OSError:
                         continue  # no config: not a container (lxc-ls agrees)
-                    config = self._config(entry.name, lxc_path, config_path, st)
                 if entry.name in found:
                     self._note(f"dup:{entry.path}", "container name already taken by an earlier LXC path; skipped",
                                container=entry.name, lxc_path=lxc_path, taken_by=found[entry.name][0])

@@ -122,3 +122,24 @@ def test_around_an_earlier_time_cuts_the_window(incident, tmp_path):
     assert done.returncode == 0, done.stderr
     episodes = heavy_episodes((tmp_path / "summary.txt").read_text())
     assert "eth1" not in episodes and "eth0" in episodes
+
+
+def test_kernel_events_of_the_run_show_in_summary_and_timeline(incident, tmp_path):
+    """The run's boot's kernel messages, from real journal files (systemd-journal-remote), on the timeline."""
+    from test_klog import kernel, make_journal  # the journal-file helper of the klog tests
+
+    started, _, ring = incident
+    boot = fr.boot_id()  # the incident ran in this boot
+    journal = make_journal(tmp_path / "journal", [
+        kernel(started + 3.0, boot, "tg3 0000:02:00.0 eth0: transmit timed out, resetting"),
+        kernel(started + 3.2, boot, "eth0: renamed from veth1234"),  # no signature: not an event
+    ])
+    out = tmp_path / "out"
+    done = postmortem(f"--recorder.path={ring}", f"--out={out}", "--minutes=5", f"--path.journal={journal}")
+    assert done.returncode == 0, done.stderr
+    summary = (out / "summary.txt").read_text()
+    events = summary.split("kernel events (journal)\n", 1)[1].splitlines()
+    assert len([e for e in events if e.startswith("  20")]) == 1, summary
+    assert re.match(r"  \S+ \S+ \w+ eth0: tg3 0000:02:00.0 eth0: transmit timed out, resetting$", events[0]), events
+    rgb = Image.open(out / "timeline.png").convert("RGB")
+    assert (120, 0, 120) in {rgb.getpixel((x, y)) for x in range(91, 1029) for y in range(40, 676, 4)}

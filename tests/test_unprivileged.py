@@ -55,3 +55,30 @@ def test_everything_works_as_nobody_on_the_live_host():
     devices = {s.labels["device"] for s in seen.find("lxcwatch_link_receive_packets_total")}
     assert "lo" in devices and len(devices) >= 2, devices  # lo and at least one real interface
     assert seen.find("lxcwatch_link_info"), "no link metadata from netlink"
+
+
+def test_a_container_directory_nobody_may_enter_is_a_read_failure_not_nothing():
+    """LXC makes container directories 0770 root: without CAP_DAC_READ_SEARCH the agent must say it cannot
+    look inside, not report an empty LXC path."""
+    site = sysconfig.get_paths()["purelib"]
+    lxc = tempfile.mkdtemp(prefix="lxcwatch-nobody-")
+    try:
+        os.chmod(lxc, 0o755)
+        for name, mode in (("open", 0o755), ("closed", 0o770)):
+            os.mkdir(os.path.join(lxc, name), mode)
+            os.chmod(os.path.join(lxc, name), mode)  # mkdir's mode is masked by the umask
+            Path(lxc, name, "config").write_text(f"lxc.uts.name = {name}\n")
+        os.chmod(os.path.join(lxc, "open", "config"), 0o644)
+        env = {"PYTHONPATH": f"{ROOT}:{site}", "PYTHONDONTWRITEBYTECODE": "1"}
+        agent = Agent([f"--path.lxc={lxc}", "--sample.interval=200ms", "--no-recorder"], env=env, cwd="/",
+                      command=[*AS_NOBODY, SYSTEM_PYTHON, "-m", "lxcwatch"])
+        try:
+            seen = agent.wait_for(lambda e: e.find("lxcwatch_container_read_success", container="closed"),
+                                  "the closed container listed")
+        finally:
+            agent.stop()
+    finally:
+        shutil.rmtree(lxc)
+    assert seen.value("lxcwatch_container_read_success", container="closed") == 0
+    assert seen.value("lxcwatch_container_read_success", container="open") == 1
+    assert f"{lxc}/closed/config: Permission denied (needs root or CAP_DAC_READ_SEARCH)" in agent.output()
