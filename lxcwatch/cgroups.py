@@ -60,11 +60,16 @@ def parse_mountinfo(text: str) -> tuple[Mount, ...]:
         except (ValueError, IndexError):
             raise ParseError("self/mountinfo", "expected ID PARENT DEV ROOT POINT OPTIONS ... - TYPE SOURCE OPTIONS",
                              number) from None
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        point, root = _unescape(point), _unescape(root)
+        if "\0" in point or "\0" in root:  # no path holds one: the file is not the kernel's
+            raise ParseError("self/mountinfo", "NUL byte in a mount path", number)
         if fstype == "cgroup2":
-            mounts.append(Mount(_unescape(point), _unescape(root), 2, frozenset()))
-        elif fstype == "cgroup":
+            mounts.append(Mount(point, root, 2, frozenset()))
+        else:
             names = {o for o in options.split(",") if o in V1_CONTROLLERS or o.startswith("name=")}
-            mounts.append(Mount(_unescape(point), _unescape(root), 1, frozenset(names)))
+            mounts.append(Mount(point, root, 1, frozenset(names)))
     return tuple(mounts)
 
 
@@ -75,7 +80,7 @@ def parse_proc_cgroup(text: str, source: str = "PID/cgroup") -> dict[str, str]:
         if not line:
             continue
         parts = line.split(":", 2)
-        if len(parts) != 3 or not parts[2].startswith("/"):
+        if len(parts) != 3 or not parts[2].startswith("/") or "\0" in parts[2]:
             raise ParseError(source, f"expected ID:CONTROLLERS:/PATH, found {line[:60]!r}", number)
         _, controllers, path = parts
         if parts[0] == "0" and not controllers:

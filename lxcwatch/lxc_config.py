@@ -58,6 +58,8 @@ def parse(text: str, container: str, source: str = "config") -> LxcConfig:
         line = raw.strip()
         if not line:
             continue
+        if "\0" in line:  # its values become paths and link names
+            raise ParseError(source, "NUL byte", number)
         if line.startswith("#"):
             try:
                 spec = parse_config_line(container, line)

@@ -369,3 +369,15 @@ def test_long_mountinfo_is_read_whole(tmp_path):
     assert states == {"booting": "STARTING", "broken": "RUNNING", "cache": "RUNNING", "db": "FROZEN", "old": "STOPPED",
                       "web": "RUNNING"}  # as tests/test_containers.py HYBRID_STATES, read by hand from the fixture
     assert snap.containers["web"].reading.cgroup.memory_bytes == 48_234_496
+
+
+@pytest.mark.parametrize("parse, text", [
+    (cgroups.parse_mountinfo, "41 31 0:38 / /sys/fs/cgroup/uni\\000fied rw - cgroup2 cgroup2 rw\n"),
+    (cgroups.parse_mountinfo, "41 31 0:38 / /sys/fs/cgroup/uni\x00fied rw - cgroup2 cgroup2 rw\n"),
+    (cgroups.parse_proc_cgroup, "0::/lxc.payload.web\x00\n"),
+    (lambda text: lxc_config.parse(text, "web"), "lxc.net.0.link = lxcbr\x000\n"),
+])
+def test_a_nul_in_what_becomes_a_path_is_a_parse_error(parse, text):
+    """Found by the property test above: a NUL reached os.scandir() as 'embedded null byte', naming no file."""
+    with pytest.raises(ParseError):
+        parse(text)
