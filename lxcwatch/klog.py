@@ -55,11 +55,15 @@ def fold(counts: Counter, limit: int = 32) -> Counter:
 
 
 def kmsg_message(record: str) -> str | None:
-    """The text of one /dev/kmsg record ("6,1234,5678,-;text"); continuation lines (" KEY=value") are None."""
+    """The text of one /dev/kmsg record ("6,1234,5678,-;text") if the kernel wrote it; None for continuation lines
+    (" KEY=value") and for what user space wrote into /dev/kmsg (systemd, `echo > /dev/kmsg`: facility not 0)."""
     if record.startswith(" "):
         return None
     head, sep, text = record.partition(";")
-    return text if sep else record
+    if not sep:
+        return record
+    priority = head.split(",", 1)[0]
+    return text if priority.isdigit() and int(priority) >> 3 == 0 else None
 
 
 def pstore_lines(directory: str) -> Iterator[str]:

@@ -41,7 +41,10 @@ class Exposition:
         return found[0].value if found else None
 
     def devices(self) -> set[str]:
-        return {s.labels["device"] for s in self.samples if "device" in s.labels}
+        """Devices the agent has series for, except the kernel-event counters: those count what the kernel said
+        of a device (e.g. "entered promiscuous mode" when it joined a bridge) and outlive it by design."""
+        return {s.labels["device"] for s in self.samples
+                if "device" in s.labels and not s.name.startswith("lxcwatch_kernel_events")}
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:

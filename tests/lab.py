@@ -3,10 +3,14 @@ rules, Debian's Alertmanager with the shipped routing, and a webhook receiver st
 127.0.0.1 and all in one temporary directory.
 
 Derived configs (written into the temporary directory, never into deploy/):
-- the rules file with every group's `interval: 15s` turned into EVAL_INTERVAL (the only change);
+- the rules file with every group's `interval: 15s` turned into LAB_INTERVAL (the only change);
 - the Alertmanager config with the two receivers' URLs pointed at the webhook (/pager, /ticket);
-- a Prometheus config scraping every agent every SCRAPE_INTERVAL as job "lxcwatch".
+- a Prometheus config scraping every agent every LAB_INTERVAL as job "lxcwatch".
 Every `for`, group_wait, group_interval and repeat_interval is the shipped one.
+
+Replica groups named in `shipped_groups` are watched by a second stack instead, with nothing changed at all: the
+rules as shipped, the 15 s scrape and evaluation interval of the monitoring playbook's prometheus.yml, and a
+second Alertmanager whose receivers post to /shipped/pager and /shipped/ticket.
 """
 
 import json
@@ -29,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 HOSTS = ROOT / "tests" / "fixtures" / "hosts"
 RULES = ROOT / "deploy" / "prometheus" / "lxcwatch.rules.yml"
 AM_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+PROMETHEUS_TEMPLATE = ROOT / "deploy" / "ansible" / "roles" / "lxcwatch" / "templates" / "prometheus.yml.j2"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-SHIPPED_INTERVAL = 15.0  # scrape and evaluation interval the shipped rules assume
-SCRAPE_INTERVAL = 1.0
-EVAL_INTERVAL = 1.0
+SHIPPED_INTERVAL = 15.0  # scrape and evaluation interval the shipped rules and prometheus.yml say
+LAB_INTERVAL = 1.0  # the main stack's scrape and evaluation interval
 POLL = 0.2
 PAGER_URL = "http://pager.example.internal/lxcwatch"
 TICKET_URL = "http://tickets.example.internal/lxcwatch"
@@ -122,6 +126,18 @@ class Process:
         except OSError:
             return ""
 
+    def wait_ready(self, url: str) -> None:
+        """Until `url` (a /-/ready endpoint) answers 200; fails at once if the process exits."""
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+        wait_until(ready, f"{self.name} to be ready", 30, diagnose=self.output)
+
     def stop(self, timeout: float = 10.0) -> None:
         stop_process(self.proc, timeout)
         self._log.close()
@@ -133,35 +149,29 @@ def get_json(url: str) -> dict:
 
 
 class Prometheus(Process):
-    def __init__(self, directory: Path, targets: list[str], alertmanager: str):
+    def __init__(self, directory: Path, targets: list[str], alertmanager: str, interval: float = LAB_INTERVAL,
+                 name: str = "prometheus"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         rules = RULES.read_text()
         assert rules.count("interval: 15s") == 3, "the shipped rule groups no longer all say `interval: 15s`"
-        rules_path = directory / "lxcwatch.rules.yml"
-        rules_path.write_text(rules.replace("interval: 15s", f"interval: {EVAL_INTERVAL:g}s"))
+        assert PROMETHEUS_TEMPLATE.read_text().count("interval: 15s") == 3, \
+            "the playbook's prometheus.yml no longer says 15 s for scrape and evaluation"
+        rules_path = directory / f"{name}.rules.yml"
+        rules_path.write_text(rules.replace("interval: 15s", f"interval: {interval:g}s"))
         config = {  # JSON is YAML
-            "global": {"scrape_interval": f"{SCRAPE_INTERVAL:g}s", "scrape_timeout": f"{SCRAPE_INTERVAL:g}s",
-                       "evaluation_interval": f"{EVAL_INTERVAL:g}s"},
+            "global": {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{min(interval, 10):g}s",
+                       "evaluation_interval": f"{interval:g}s"},
             "rule_files": [str(rules_path)],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
             "scrape_configs": [{"job_name": "lxcwatch", "static_configs": [{"targets": targets}]}],
         }
-        config_path = directory / "prometheus.yml"
+        config_path = directory / f"{name}.yml"
         config_path.write_text(json.dumps(config, indent=1))
-        super().__init__("prometheus", [
-            PROMETHEUS, f"--config.file={config_path}", f"--storage.tsdb.path={directory / 'tsdb'}",
+        super().__init__(name, [
+            PROMETHEUS, f"--config.file={config_path}", f"--storage.tsdb.path={directory / name / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{self.port}"], directory)
-        wait_until(self.ready, "Prometheus to be ready", 30, diagnose=self.output)
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.output()}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        self.wait_ready(f"{self.url}/-/ready")
 
     def alerts(self) -> list[dict]:
         return get_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
@@ -175,28 +185,20 @@ class Prometheus(Process):
 
 
 class Alertmanager(Process):
-    def __init__(self, directory: Path, webhook: Webhook):
+    def __init__(self, directory: Path, webhook: Webhook, name: str = "alertmanager", prefix: str = ""):
+        """Its receivers post to the webhook's /{prefix}pager and /{prefix}ticket."""
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         config = AM_CONFIG.read_text()
         for url, path in ((PAGER_URL, "pager"), (TICKET_URL, "ticket")):
             assert config.count(url) == 1, f"{url} is not in {AM_CONFIG} exactly once"
-            config = config.replace(url, f"http://127.0.0.1:{webhook.port}/{path}")
-        config_path = directory / "alertmanager.yml"
+            config = config.replace(url, f"http://127.0.0.1:{webhook.port}/{prefix}{path}")
+        config_path = directory / f"{name}.yml"
         config_path.write_text(config)
-        super().__init__("alertmanager", [
-            ALERTMANAGER, f"--config.file={config_path}", f"--storage.path={directory / 'am'}",
+        super().__init__(name, [
+            ALERTMANAGER, f"--config.file={config_path}", f"--storage.path={directory / name}",
             f"--web.listen-address={self.address}", "--cluster.listen-address="], directory)
-        wait_until(self.ready, "Alertmanager to be ready", 30, diagnose=self.output)
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"alertmanager exited with {self.proc.returncode}:\n{self.output()}")
-        try:
-            with urllib.request.urlopen(f"http://{self.address}/-/ready", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        self.wait_ready(f"http://{self.address}/-/ready")
 
 
 # --- replicas -------------------------------------------------------------------------------------------------
@@ -312,20 +314,29 @@ class Observer:
 
 
 class Lab:
-    def __init__(self, replicas: list[Replica]):
+    def __init__(self, replicas: list[Replica], shipped_groups: tuple[str, ...] = ()):
         self.directory = Path(tempfile.mkdtemp(prefix="lxcwatch-lab-"))
         self.replicas = replicas
         self.webhook = self.alertmanager = self.prometheus = self.observer = None
+        self.shipped_alertmanager = self.shipped_prometheus = None
         try:
             self.webhook = Webhook()
             self.alertmanager = Alertmanager(self.directory, self.webhook)
+            if shipped_groups:
+                self.shipped_alertmanager = Alertmanager(self.directory, self.webhook, "alertmanager-shipped",
+                                                         "shipped/")
             for r in replicas:
                 r.start_replay(self.directory)
             for r in replicas:
                 r.wait_tree()
             for r in replicas:
                 r.start_agent(self.directory, self.alertmanager.address)
-            self.prometheus = Prometheus(self.directory, [r.target for r in replicas], self.alertmanager.address)
+            self.prometheus = Prometheus(self.directory, [r.target for r in replicas if r.group not in shipped_groups],
+                                         self.alertmanager.address)
+            if shipped_groups:
+                self.shipped_prometheus = Prometheus(
+                    self.directory, [r.target for r in replicas if r.group in shipped_groups],
+                    self.shipped_alertmanager.address, SHIPPED_INTERVAL, "prometheus-shipped")
             self.observer = Observer(self.prometheus)
         except BaseException:
             self.close()
@@ -339,7 +350,7 @@ class Lab:
         lines += [f"  {n.receiver} {n.received:.1f} {json.dumps(n.payload)[:400]}" for n in self.webhook.notifications]
         lines.append("alerts seen by Prometheus:")
         lines += [f"  {dict(k)} {v}" for k, v in self.observer.seen.items()] if self.observer else []
-        for p in (self.prometheus, self.alertmanager):
+        for p in (self.prometheus, self.alertmanager, self.shipped_prometheus, self.shipped_alertmanager):
             if p:
                 lines.append(f"--- {p.name} log tail:\n{p.output(1500)}")
         return "\n".join(lines)
@@ -347,7 +358,8 @@ class Lab:
     def close(self) -> None:
         """Stops everything, removes the directory, then raises the first error met on the way."""
         errors = []
-        for part in (self.observer, *self.replicas, self.prometheus, self.alertmanager, self.webhook):
+        for part in (self.observer, *self.replicas, self.prometheus, self.alertmanager, self.shipped_prometheus,
+                     self.shipped_alertmanager, self.webhook):
             if part is None:
                 continue
             try:

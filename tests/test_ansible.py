@@ -78,7 +78,7 @@ def test_ansible_lint_sees_the_role(tmp_path):
     assert "no-changed-when" in r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("playbook", ["lxcwatch.yml", "monitoring.yml"])
+@pytest.mark.parametrize("playbook", ["lxcwatch.yml", "monitoring.yml", "site.yml"])
 def test_playbook_syntax(playbook, tmp_path):
     r = run("ansible-playbook", "--syntax-check", "-i", INVENTORY, playbook, home=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -38,6 +38,11 @@ def test_signatures(line, expected):
     assert klog.match(line) == expected
 
 
+def test_kmsg_records_of_user_space_are_not_kernel_messages():
+    assert klog.kmsg_message("12,1022,5678200,-;lxwfake0: entered promiscuous mode") is None  # user.warning
+    assert klog.kmsg_message("30,1023,5678300,-;systemd[1]: Started foo.service.") is None  # daemon.info
+
+
 def test_kmsg_records():
     assert klog.kmsg_message("4,1021,5678123,-;tg3 0000:02:00.0 eth0: transmit timed out, resetting") == \
         "tg3 0000:02:00.0 eth0: transmit timed out, resetting"
@@ -115,6 +120,28 @@ def test_live_watch_counts_this_boot_from_the_journal(tmp_path):
         while not watch.counts and time.monotonic() < deadline:
             watch._stop.wait(0.02)  # the thread reads the journal; nothing to wait on but its result
         assert dict(watch.counts) == {("netdev_watchdog", "eth1"): 1}
+    finally:
+        watch.stop()
+
+
+@pytest.mark.live
+def test_live_watch_counts_the_real_kernel_from_kmsg(lab):
+    """A veth joining a bridge makes this kernel log "<veth>: entered promiscuous mode"; the same words written
+    into /dev/kmsg by user space just before are not the kernel's and are not counted."""
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    watch = klog.Watch(boot, None, "/dev/kmsg", use_journal=False)
+    try:
+        assert watch.source == "kmsg"
+        forged = lab.name("fk")
+        with open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(f"{forged}: entered promiscuous mode\n")
+        port, _ = lab.veth("kp", "kq", bridge=lab.bridge("kb"), up=False)
+        deadline = time.monotonic() + 10
+        while ("promiscuous", port) not in watch.counts:  # read in order: the forgery came first
+            assert time.monotonic() < deadline, f"{port} not counted: {dict(watch.counts)}"
+            watch._stop.wait(0.02)
+        assert watch.counts[("promiscuous", port)] == 1
+        assert ("promiscuous", forged) not in watch.counts
     finally:
         watch.stop()
 
