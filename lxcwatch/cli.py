@@ -1,4 +1,4 @@
-"""Command line: the agent (default), `lxcwatch status`, `record` and `replay`, with node_exporter's flag habits."""
+"""Command line: the agent (default), `status`, `record`, `replay` and `postmortem`, in node_exporter's flag habits."""
 
 import argparse
 import importlib
@@ -63,10 +63,12 @@ def lxc_paths(args) -> tuple[str, ...]:
 
 def agent_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch", description="Exports the receive path of an LXC host as Prometheus metrics. "
-                "Subcommand: `lxcwatch status` for a one-shot view.")
+                "Subcommands: `lxcwatch status` (a one-shot view), `record` and `replay` (traces), `postmortem` "
+                "(the flight recorder after a crash); each has --help.")
     p.add_argument("--web.listen-address", dest="listen", action="append", metavar="ADDR",
                    help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
-    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH")
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
+                   help="path under which to expose metrics (default /metrics)")
     p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
                    help="TLS and basic auth, exporter-toolkit format (docs/security.md); read at start only")
     p.add_argument("--config.file", dest="config_file", default=None, metavar="PATH",

@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lxcwatch import blackbox, classifier, config, http, logs, metrics, web_config
+from lxcwatch import blackbox, classifier, config, http, logs, metrics
 from lxcwatch.collectors import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sampler import Sampler
 from lxcwatch.service import Notifier
+from lxcwatch.web_config import WebConfig
 
 log = logging.getLogger("lxcwatch")
 
@@ -38,7 +39,7 @@ class Settings:
     log_level: str
     log_format: str
     blackbox: "blackbox.Options" = blackbox.Options()
-    web_config: "web_config.WebConfig | None" = None  # --web.config.file, read at start only
+    web_config: WebConfig | None = None  # --web.config.file, read at start only
 
     def lxc_key(self) -> tuple:
         return self.lxc_paths, self.probes_file, self.probes_interval

@@ -9,7 +9,6 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lxcwatch import rates

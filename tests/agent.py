@@ -47,6 +47,19 @@ class Exposition:
                 if "device" in s.labels and not s.name.startswith("lxcwatch_kernel_events")}
 
 
+def wait_until(check: Callable[[], object], what: str, timeout: float = 15.0, poll: float = POLL,
+               diagnose: Callable[[], str] = lambda: ""):
+    """Call `check` until it returns something truthy, at most `timeout` seconds; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{diagnose()}".rstrip())
+        time.sleep(poll)
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
     if proc.poll() is None:

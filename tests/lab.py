@@ -13,6 +13,7 @@ rules as shipped, the 15 s scrape and evaluation interval of the monitoring play
 second Alertmanager whose receivers post to /shipped/pager and /shipped/ticket.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import agent
 import tracegen
 from agent import Agent, free_port, lxcwatch_binary, stop_process
 
@@ -51,17 +53,7 @@ def unavailable() -> str:
     return ""
 
 
-def wait_until(check, what: str, timeout: float, poll: float = POLL, diagnose=lambda: ""):
-    """Call `check` until it returns something truthy, at most `timeout` seconds; returns that value."""
-    deadline = time.monotonic() + timeout
-    stop = threading.Event()
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{diagnose()}")
-        stop.wait(poll)
+wait_until = functools.partial(agent.wait_until, poll=POLL)  # Prometheus is asked less often than an agent
 
 
 # --- the pager -------------------------------------------------------------------------------------------------

@@ -6,15 +6,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import netlab
+from agent import wait_until
 
 TOOLS = ("lxc-create", "lxc-start", "lxc-stop", "lxc-info", "lxc-freeze", "lxc-unfreeze", "lxc-destroy",
          "lxc-attach", "lxc-cgroup")
 TEMPLATE = "/usr/share/lxc/templates/lxc-busybox"
-POLL = 0.05
 
 
 def unavailable() -> str | None:
@@ -36,18 +35,6 @@ def run(*cmd: str, check: bool = True, timeout: float = 60) -> str:
     if check and out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: exit {out.returncode}: {out.stderr.strip() or out.stdout.strip()}")
     return out.stdout
-
-
-def wait_until(check, what: str, timeout: float = 15.0):
-    """Poll `check` until it returns something truthy, at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(POLL)
 
 
 class Lxc:

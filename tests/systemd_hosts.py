@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lxcenv
 import netlab
-from agent import Exposition
+from agent import Exposition, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOK = REPO / "deploy" / "ansible" / "lxcwatch.yml"
@@ -143,7 +143,7 @@ class SystemHost(lxcenv.Container):
         def verdict():
             state = self.attach("systemctl", "is-system-running", "--wait", check=False, timeout=timeout).strip()
             return state if state in BOOTED else None
-        return lxcenv.wait_until(verdict, f"{self.name}: systemd to finish booting", timeout)
+        return wait_until(verdict, f"{self.name}: systemd to finish booting", timeout)
 
     def metrics(self, timeout: float = 5) -> Exposition:
         """GET http://ADDRESS:12243/metrics from the host; raises unless it answers 200."""
@@ -205,7 +205,7 @@ class Fleet:
             self._wait_ssh(host)
 
     def _wait_ssh(self, host: SystemHost) -> None:
-        lxcenv.wait_until(lambda: self.ssh(host, "true").returncode == 0, f"sshd of {host.name}", timeout=60)
+        wait_until(lambda: self.ssh(host, "true").returncode == 0, f"sshd of {host.name}", timeout=60)
 
     def ssh(self, host: SystemHost, *cmd: str) -> subprocess.CompletedProcess:
         options = ("-i", str(self.key), *SSH_OPTIONS, "-o", "BatchMode=yes", "-o", "ConnectTimeout=2")

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-import lxcenv
 import systemd_hosts
+from agent import wait_until
 from systemd_hosts import REPO, Deployment, Fleet
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -69,7 +69,7 @@ def serving(host, timeout: float = 30):
             return host.metrics()
         except OSError:
             return None
-    return lxcenv.wait_until(scrape, f"{host.name} to serve /metrics", timeout)
+    return wait_until(scrape, f"{host.name} to serve /metrics", timeout)
 
 
 def restarted(host, before: dict[str, str], timeout: float):
@@ -77,7 +77,7 @@ def restarted(host, before: dict[str, str], timeout: float):
     def check():
         now = host.show("lxcwatch", "ActiveState", "MainPID", "NRestarts")
         return now if now["ActiveState"] == "active" and now["MainPID"] not in ("0", before["MainPID"]) else None
-    return lxcenv.wait_until(check, f"lxcwatch on {host.name} to be restarted", timeout)
+    return wait_until(check, f"lxcwatch on {host.name} to be restarted", timeout)
 
 
 def test_hosts_boot_systemd_to_running(fleet):
@@ -161,7 +161,7 @@ def test_hung_sampling_loop_is_restarted_by_the_watchdog(fleet, deployment):
     host.attach("mkdir", "-p", HANG)
     try:
         host.attach("mkfifo", f"{HANG}/config")
-        lxcenv.wait_until(lambda: (sample_age(host) or 0) > 5, "the sampling loop to hang", timeout=30)
+        wait_until(lambda: (sample_age(host) or 0) > 5, "the sampling loop to hang", timeout=30)
         assert host.metrics().find("lxcwatch_build_info")  # the listener still serves
     finally:
         # Removed at once: the hung open() holds the FIFO's inode, not its name, so the agent stays stuck,
@@ -171,7 +171,7 @@ def test_hung_sampling_loop_is_restarted_by_the_watchdog(fleet, deployment):
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     assert "Watchdog timeout" in host.journal("-u", "lxcwatch", "--since", since)
     serving(host)
-    assert lxcenv.wait_until(lambda: (sample_age(host) or 99) < 3, "fresh samples after the restart", timeout=15)
+    assert wait_until(lambda: (sample_age(host) or 99) < 3, "fresh samples after the restart", timeout=15)
 
 
 class Poller(threading.Thread):
@@ -192,7 +192,7 @@ class Poller(threading.Thread):
 
     def wait_scrapes(self, count: int) -> None:
         target = self.scrapes + count
-        lxcenv.wait_until(lambda: self.scrapes >= target or self.failures, f"{count} scrapes of {self.host.name}")
+        wait_until(lambda: self.scrapes >= target or self.failures, f"{count} scrapes of {self.host.name}")
 
 
 def scrape_until(host, check, what: str, timeout: float = 15):
@@ -200,7 +200,7 @@ def scrape_until(host, check, what: str, timeout: float = 15):
     def attempt():
         e = host.metrics()
         return e if check(e) else None
-    return lxcenv.wait_until(attempt, what, timeout)
+    return wait_until(attempt, what, timeout)
 
 
 def test_reload_keeps_serving_and_applies_a_changed_flag(fleet, deployment):

@@ -2,7 +2,6 @@
 collectors a hostile kernel file fails only the collector that reads it, with a message naming that file."""
 
 import gzip
-import os
 import shutil
 import tempfile
 from pathlib import Path

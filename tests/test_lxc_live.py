@@ -13,7 +13,7 @@ import pytest
 
 import lxcenv
 import netlab
-from agent import Agent
+from agent import Agent, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -67,7 +67,7 @@ def state(e, name: str) -> str | None:
 
 def matches_lxc_info(agent, ct, expected: str):
     """Wait until lxc-info says `expected` and the agent agrees; returns that scrape."""
-    lxcenv.wait_until(lambda: ct.state() == expected, f"lxc-info to say {expected}")
+    wait_until(lambda: ct.state() == expected, f"lxc-info to say {expected}")
     return agent.wait_for(lambda e: state(e, ct.name) == ct.state() == expected,
                           f"{ct.name} {expected} as lxc-info says", show=ct.name)
 
