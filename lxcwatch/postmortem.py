@@ -142,6 +142,14 @@ def summary(run: dict, window: list[dict], start: float, end: float, events, pst
     return "\n".join(lines) + "\n"
 
 
+def si(value: float) -> str:
+    """An axis label a person reads at a glance: 8.01M, 249k, 2.29k, 64, 0.5."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def timeline(window: list[dict], start: float, end: float, events, path: str) -> tuple[int, int]:
     from PIL import Image, ImageDraw, ImageFont
 
@@ -167,7 +175,7 @@ def timeline(window: list[dict], start: float, end: float, events, path: str) ->
         peak = max(values, default=0) or 1.0
         draw.rectangle((LEFT, top, LEFT + plot_w, bottom), outline=(180, 180, 180))
         draw.text((5, top + PANEL // 2 - 6), title, fill="black", font=font)
-        draw.text((LEFT - 5, top), f"{peak:.4g}", fill="black", font=font, anchor="ra")
+        draw.text((LEFT - 5, top), si(peak), fill="black", font=font, anchor="ra")
         draw.text((LEFT - 5, bottom), "0", fill="black", font=font, anchor="rd")
         for d in devices:
             points = [(x(s["t"]), bottom - (s["n"][d][index] or 0) / peak * (PANEL - 4))
@@ -178,7 +186,7 @@ def timeline(window: list[dict], start: float, end: float, events, path: str) ->
             if start <= t <= end:
                 draw.line((x(t), top, x(t), bottom), fill=EVENT, width=1)
         y0 = bottom + 12
-    for d in devices:  # mode band: red while NAPI-heavy
+    for d in devices:  # mode band: amber while NAPI-heavy
         draw.text((5, y0 + 4), f"{d} mode", fill="black", font=font)
         for a, b in zip(window, window[1:]):
             fig = a["n"].get(d)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from agent import Agent, lxcwatch_binary
 from lxcwatch import flight_recorder as fr
+from lxcwatch import postmortem as pm
 
 CORPUS = Path(__file__).parent / "corpus"
 # both_nics_heavy-1's labels (trace seconds): eth0 heavy 25..95, eth1 heavy 37..82; replayed at speed 10.
@@ -98,6 +99,12 @@ def test_timeline_png_has_its_panels(incident):
         assert NIC_COLOURS <= colours, (top, NIC_COLOURS - colours)
     band = {rgb.getpixel((x, 700)) for x in range(91, 1029)}  # eth0's mode band
     assert HEAVY in band
+
+
+@pytest.mark.parametrize("value,label", [(8_009_000, "8.01M"), (248_700, "249k"), (2288, "2.29k"), (999, "999"),
+                                         (64, "64"), (0.5, "0.5"), (3.2e9, "3.2G")])
+def test_axis_labels_are_short(value, label):
+    assert pm.si(value) == label
 
 
 def test_errors_are_one_line(tmp_path, incident):
