@@ -160,6 +160,21 @@ def _kthreads(s: Snapshot) -> Iterator[Family]:
     yield from (ksoftirqd, napi)
 
 
+def _napi_poll(s: Snapshot) -> Iterator[Family]:
+    reading = s.napi_polls
+    available = _gauge("napi_poll_available", "1 if the kernel's napi:napi_poll counts are read; 0: detection uses the counters only.")
+    available.add([], int(not reading.unavailable))
+    yield available
+    if reading.unavailable:
+        return
+    polls = _counter("nic_napi_polls", "NAPI polls of the device (tracepoint napi:napi_poll).", ["device"])
+    full = _counter("nic_napi_full_polls", "NAPI polls that used their whole budget: polled again with the IRQ masked.", ["device"])
+    for device, c in sorted(reading.counts.items()):
+        polls.add([device], c.polls)
+        full.add([device], c.full)
+    yield from (polls, full)
+
+
 CONTAINER_USAGE = (  # (CgroupUsage field, metric, counter?, help)
     ("cpu_seconds", "container_cpu_seconds", True,
      "CPU time of the container's cgroup (cpuacct.usage; cgroup2: cpu.stat usage_usec)."),
@@ -244,6 +259,7 @@ RENDERERS: dict[str, Callable[[Snapshot], Iterator[Family]]] = {
     "links": _links,
     "napi": _napi,
     "kthreads": _kthreads,
+    "napi_poll": _napi_poll,
     "lxc": _lxc,
 }
 

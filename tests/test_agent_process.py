@@ -159,7 +159,7 @@ def test_disabled_collector_and_json_logs(tree):
 
     first = json.loads(agent.output().splitlines()[0])
     assert first["msg"] == "listening" and first["level"] == "info"
-    assert first["collectors"] == "softirqs,interrupts,netdev,links,napi,kthreads,lxc"
+    assert first["collectors"] == "softirqs,interrupts,netdev,links,napi,kthreads,napi_poll,lxc"
 
 
 def test_every_listen_address_serves():
