@@ -19,6 +19,9 @@ class NicRates:
     net_rx: float  # NET_RX softirqs/s on the CPUs serving the NIC's IRQs
     squeezes: float  # time_squeeze/s on those CPUs
     cpus: tuple[int, ...]  # CPUs serving the NIC's receiving IRQs
+    queues: int = 1  # receiving vectors (rx and txrx)
+    polls: float | None = None  # NAPI polls/s (napi:napi_poll); None without usable counts in both snapshots
+    full_polls: float | None = None  # of those, polls/s that used their whole budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,18 @@ def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, 
     return tuple(moved or [cpu for cpu, n in now.items() if n])
 
 
+def _polls(prev: Snapshot, cur: Snapshot, device: str) -> tuple[int, int] | None:
+    """Polls and full polls of the device over the interval; None when either snapshot has no counts for it
+    (collector failed or disabled, host without the tracepoint, device not polled) or the counting restarted."""
+    a, b = prev.napi_polls, cur.napi_polls
+    if not (a and b) or a.unavailable or b.unavailable or device not in a.counts or device not in b.counts:
+        return None
+    old, new = a.counts[device], b.counts[device]
+    if new.polls < old.polls or new.full < old.full:
+        return None
+    return new.polls - old.polls, new.full - old.full
+
+
 def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
     dt = cur.monotonic - prev.monotonic
     if dt <= 0:
@@ -65,9 +80,10 @@ def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
         cpus = _serving_cpus(prev, cur, irqs)
         net_rx = sum(_diff(cur.softirqs.total, prev.softirqs.total, ("NET_RX", c)) for c in cpus)
         squeezes = sum(_diff(cur.softnet.total, prev.softnet.total, (c, "time_squeeze")) for c in cpus)
+        polls = _polls(prev, cur, device)
         out[device] = NicRates(
             device, packets / dt, irq_delta / dt, packets / irq_delta if irq_delta else None,
-            net_rx / dt, squeezes / dt, cpus,
+            net_rx / dt, squeezes / dt, cpus, len(irqs), *((polls[0] / dt, polls[1] / dt) if polls else (None, None)),
         )
     return out
 
