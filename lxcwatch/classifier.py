@@ -10,7 +10,7 @@ replicas entering that mode together on a tg3 driver whose NAPI path could panic
 from dataclasses import dataclass, field, replace
 
 from lxcwatch.ethtool_coalesce import Coalesce
-from lxcwatch.rates import CpuRates, NicRates, cpu_rates, nic_rates
+from lxcwatch.rates import CpuRates, NicRates, cpu_rates, ksoftirqd_shares, nic_rates
 from lxcwatch.snapshot import Snapshot
 
 # The fixed set of reasons an operator can read. Tuned reasons win: polling that was configured is
@@ -20,6 +20,7 @@ REASONS = ("none", "full_polls", "packets_per_interrupt", "time_squeeze", "ksoft
 HOST_REASONS = ("none", "nic", "softnet_pressure")
 UNKNOWN = "unknown"  # evidence of a sample whose sources failed: the mode is held, not advanced
 ADAPTIVE_BATCH = 256.0  # the largest batch a published adaptive moderation allows (mlx5 DIM, lib/dim/net_dim.c)
+COALESCE_MARGIN = 1.25  # above a coalescing ceiling: batches split at sample edges, a window's arrivals vary
 
 
 @dataclass(frozen=True)
@@ -109,14 +110,14 @@ def _tuning(napi, device: str) -> str | None:
 
 
 def boundary(r: NicRates, coalesce: Coalesce | None, t: Thresholds) -> float:
-    """Packets per IRQ that coalescing alone can explain, at least packets_per_interrupt: the frames one IRQ may
-    wait for (rx-frames), the packets one queue receives in one coalescing window (rx-usecs), and the largest
-    adaptive batch when the driver moderates adaptively."""
+    """Packets per IRQ above which coalescing no longer explains the ratio: packets_per_interrupt, or a margin
+    above the NIC's own ceiling, the largest of the frames one IRQ may wait for (rx-frames), the packets one
+    queue receives in one coalescing window (rx-usecs) and the largest adaptive batch (adaptive-rx)."""
     if coalesce is None:
         return t.packets_per_interrupt
     window = r.packets / max(r.queues, 1) * coalesce.rx_usecs * 1e-6
-    return max(t.packets_per_interrupt, float(coalesce.rx_frames), window,
-               ADAPTIVE_BATCH if coalesce.adaptive_rx else 0.0)
+    ceiling = max(float(coalesce.rx_frames), window, ADAPTIVE_BATCH if coalesce.adaptive_rx else 0.0)
+    return max(t.packets_per_interrupt, ceiling * COALESCE_MARGIN)
 
 
 def _counter_evidence(r: NicRates, limit: float, squeezing: bool | None, overflow: bool | None) -> str:
@@ -140,7 +141,7 @@ def _nic(before: Snapshot, now: Snapshot, r: NicRates, share: float | None, t: T
     napi = now.napi or before.napi  # tuning and coalescing change rarely: the last sample that read them will do
     if r.polls is not None:  # the kernel's counts: a poll that used its whole budget is polling
         tuned = napi and _tuning(napi, r.device)
-        return ((tuned or "full_polls") if r.polls and r.full_polls / r.polls >= t.full_poll_share else "none"), (), None
+        return ((tuned or "full_polls") if r.full_polls / r.polls >= t.full_poll_share else "none"), (), None
     failed = _failed(before, now, "napi_poll") + (("napi",) if napi is None and _failed(before, now, "napi") else ())
     if failed:
         return UNKNOWN, failed, None
@@ -174,15 +175,15 @@ def _host_pressure(cpus: dict[int, CpuRates], busy_cpus: set[int] | None, t: Thr
 def step(prev: Verdict, before: Snapshot, now: Snapshot, t: Thresholds) -> Verdict:
     """The verdict after snapshot `now`, given the verdict after `before`."""
     cpus = cpu_rates(before, now)
+    ksoftirqd = ksoftirqd_shares(before, now)
     nics, busy_cpus = {}, set()
     rate_sources = _failed(before, now, "interrupts", "netdev")
     kthreads_ok = not _failed(before, now, "kthreads")
-    rates = {} if rate_sources else nic_rates(before, now)
-    for device, r in rates.items():
+    for device, r in nic_rates(before, now).items():
         share = None
         if kthreads_ok:
-            share = sum(cpus[c].ksoftirqd_share for c in r.cpus if c in cpus) / len(r.cpus) if r.cpus else 0.0
-        evidence, missing, limit = _nic(before, now, r, share, t)
+            share = sum(ksoftirqd.get(c, 0.0) for c in r.cpus) / len(r.cpus) if r.cpus else 0.0
+        evidence, missing, limit = (UNKNOWN, rate_sources, None) if rate_sources else _nic(before, now, r, share, t)
         old = prev.nics.get(device)
         mode = old.mode if old else Mode()
         nics[device] = NicVerdict(
@@ -191,8 +192,8 @@ def step(prev: Verdict, before: Snapshot, now: Snapshot, t: Thresholds) -> Verdi
         )
         if r.packets >= t.min_packets_per_second:
             busy_cpus.update(r.cpus)
-    if rate_sources:  # no rates this sample: hold what we knew, and say we do not know
-        nics = {d: replace(v, evidence=UNKNOWN, missing=rate_sources) for d, v in prev.nics.items()}
+    if rate_sources:  # the NICs known before whose IRQs this sample could not list: held, and unknown
+        nics = {**{d: replace(v, evidence=UNKNOWN, missing=rate_sources) for d, v in prev.nics.items()}, **nics}
 
     pressure_missing = _failed(before, now, "softnet")
     evidence = UNKNOWN if pressure_missing else _host_pressure(cpus, None if rate_sources else busy_cpus, t)
