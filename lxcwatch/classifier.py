@@ -112,11 +112,13 @@ def _tuning(napi, device: str) -> str | None:
 def boundary(r: NicRates, coalesce: Coalesce | None, t: Thresholds) -> float:
     """Packets per IRQ above which coalescing no longer explains the ratio: packets_per_interrupt, or a margin
     above the NIC's own ceiling, the largest of the frames one IRQ may wait for (rx-frames), the packets one
-    queue receives in one coalescing window (rx-usecs) and the largest adaptive batch (adaptive-rx)."""
+    queue receives in one coalescing window (rx-usecs) and the largest adaptive batch (adaptive-rx). A NIC whose
+    coalescing is not known may be moderating adaptively: its ceiling is the largest adaptive batch."""
     if coalesce is None:
-        return t.packets_per_interrupt
-    window = r.packets / max(r.queues, 1) * coalesce.rx_usecs * 1e-6
-    ceiling = max(float(coalesce.rx_frames), window, ADAPTIVE_BATCH if coalesce.adaptive_rx else 0.0)
+        ceiling = ADAPTIVE_BATCH
+    else:
+        window = r.packets / max(r.queues, 1) * coalesce.rx_usecs * 1e-6
+        ceiling = max(float(coalesce.rx_frames), window, ADAPTIVE_BATCH if coalesce.adaptive_rx else 0.0)
     return max(t.packets_per_interrupt, ceiling * COALESCE_MARGIN)
 
 

@@ -80,7 +80,7 @@ def with_coalescing(c: Coalesce) -> Host:
     return Host(tuning=NapiTuning(False, 0, 0, c))
 
 
-LOAD = dict(pps=200_000, irqs=1_000, squeeze=(50, 0))  # 200 packets per interrupt and squeezing: polls run full
+LOAD = dict(pps=500_000, irqs=1_000, squeeze=(50, 0))  # 500 packets per interrupt and squeezing: polls run full
 QUIET = dict(pps=20_000, irqs=10_000)  # 2 packets per interrupt: interrupt-driven
 
 
@@ -99,20 +99,21 @@ def test_defaults_are_the_documented_numbers():
     [
         (LOAD, "time_squeeze"),
         (QUIET, "none"),
-        (dict(pps=129_000, irqs=1_000, squeeze=(10, 0)), "time_squeeze"),  # just above 128 per IRQ, 10 squeezes/s
-        (dict(pps=128_000, irqs=1_000, squeeze=(500, 0)), "none"),  # 128 per IRQ is coalescing's side of the line
-        (dict(pps=200_000, irqs=1_000, squeeze=(9, 0)), "none"),  # 9 squeezes/s: not corroborated
-        (dict(pps=200_000, irqs=1_000, ksoftirqd=(0.2, 0)), "ksoftirqd"),  # a fifth of the serving CPU
-        (dict(pps=200_000, irqs=1_000, ksoftirqd=(0.19, 0)), "none"),
-        (dict(pps=200_000, irqs=1_000, ksoftirqd=(0, 0.9)), "none"),  # ksoftirqd of a CPU that does not serve eth0
+        # coalescing unknown: it may be adaptive, batches up to 256, boundary 1.25 * 256 = 320 packets per IRQ
+        (dict(pps=321_000, irqs=1_000, squeeze=(10, 0)), "time_squeeze"),  # just above, 10 squeezes/s
+        (dict(pps=320_000, irqs=1_000, squeeze=(500, 0)), "none"),  # 320 per IRQ is coalescing's side of the line
+        (dict(pps=500_000, irqs=1_000, squeeze=(9, 0)), "none"),  # 9 squeezes/s: not corroborated
+        (dict(pps=500_000, irqs=1_000, ksoftirqd=(0.2, 0)), "ksoftirqd"),  # a fifth of the serving CPU
+        (dict(pps=500_000, irqs=1_000, ksoftirqd=(0.19, 0)), "none"),
+        (dict(pps=500_000, irqs=1_000, ksoftirqd=(0, 0.9)), "none"),  # ksoftirqd of a CPU that does not serve eth0
         (dict(pps=20_000, irqs=10_000, squeeze=(500, 0)), "none"),  # a squeeze alone is not polling
         (dict(pps=20_000, irqs=10_000, ksoftirqd=(0.9, 0)), "none"),  # nor ksoftirqd alone
         (dict(pps=50_000, irqs=0), "packets_per_interrupt"),  # IRQs masked throughout
         (dict(pps=1_000, irqs=0), "packets_per_interrupt"),  # 1000 packets/s is enough
         (dict(pps=999, irqs=0), "none"),  # light traffic is never heavy, whatever the ratio
-        (dict(pps=200_000, irqs=1_000, squeeze=(0, 50)), "none"),  # squeezes on a CPU that does not serve eth0
+        (dict(pps=500_000, irqs=1_000, squeeze=(0, 50)), "none"),  # squeezes on a CPU that does not serve eth0
     ],
-    ids=["load", "quiet", "ppi-129", "ppi-128", "squeeze-9", "ksoftirqd", "ksoftirqd-0.19", "ksoftirqd-elsewhere",
+    ids=["load", "quiet", "ppi-321", "ppi-320", "squeeze-9", "ksoftirqd", "ksoftirqd-0.19", "ksoftirqd-elsewhere",
          "squeeze-alone", "ksoftirqd-alone", "irqs-masked", "min-packets", "below-min-packets", "squeeze-elsewhere"],
 )
 def test_counter_evidence(rates, expected):
@@ -131,22 +132,26 @@ def test_counter_evidence(rates, expected):
         # rx-usecs 200 at 1 Mpps on one queue: 200 packets per window, boundary 250
         (Coalesce(200, 0, False), 1_000_000, 4_000, "none"),
         (Coalesce(200, 0, False), 1_000_000, 3_980, "time_squeeze"),  # 251 per IRQ
-        # tg3_init_coal (rx-usecs 20, rx-frames 5): the ceiling is below packets_per_interrupt, which stays
+        # rx-frames 400: boundary 500
+        (Coalesce(0, 400, False), 500_000, 1_000, "none"),
+        (Coalesce(0, 400, False), 501_000, 1_000, "time_squeeze"),
+        # tg3_init_coal (rx-usecs 20, rx-frames 5): the ceiling is below packets_per_interrupt (128), which stays
         (Coalesce(20, 5, False), 129_000, 1_000, "time_squeeze"),
         (Coalesce(20, 5, False), 128_000, 1_000, "none"),
     ],
-    ids=["frames-320", "frames-321", "adaptive-320", "adaptive-321", "usecs-250", "usecs-251", "tg3-129", "tg3-128"],
+    ids=["frames-320", "frames-321", "adaptive-320", "adaptive-321", "usecs-250", "usecs-251", "frames-500",
+         "frames-501", "tg3-129", "tg3-128"],
 )
 def test_the_boundary_rises_to_the_nics_coalescing_ceiling(coalesce, pps, irqs, expected):
     assert evidence(with_coalescing(coalesce), pps=pps, irqs=irqs, squeeze=(500, 0)) == expected
 
 
 def test_the_coalescing_window_is_per_queue():
-    """Two rx vectors sharing 1 Mpps at rx-usecs 200: 100 packets per window and queue, boundary 128 (not 250)."""
-    h = with_coalescing(Coalesce(200, 0, False))
+    """rx-usecs 400 at 1 Mpps: 400 packets per window on one queue (boundary 500), 200 on each of two (boundary 250)."""
+    h = with_coalescing(Coalesce(400, 0, False))
     h.tick()
-    v = h.tick(pps=1_000_000, irqs=5_000, squeeze=(50, 0)).nics["eth0"]  # one vector, 200 per IRQ: below 250
-    assert (v.evidence, v.boundary) == ("none", 250.0)
+    v = h.tick(pps=1_000_000, irqs=2_500, squeeze=(50, 0)).nics["eth0"]  # one vector, 400 per IRQ
+    assert (v.evidence, v.boundary) == ("none", 500.0)
 
 
 # --- poll-count evidence ---
@@ -155,16 +160,16 @@ def test_the_coalescing_window_is_per_queue():
 @pytest.mark.parametrize(
     "pps,polls,full,expected",
     [
-        (200_000, 3_000, 2_700, "full_polls"),  # 0.9 of the polls full
-        (200_000, 3_000, 2_699, "none"),
-        (200_000, 3_000, 2_400, "none"),  # 0.8: DIM's 256-packet batches (4 full polls and one partial per IRQ)
+        (500_000, 3_000, 2_700, "full_polls"),  # 0.9 of the polls full
+        (500_000, 3_000, 2_699, "none"),
+        (500_000, 3_000, 2_400, "none"),  # 0.8: DIM's 256-packet batches (4 full polls and one partial per IRQ)
         (999, 3_000, 3_000, "none"),  # light traffic
-        (200_000, 0, 0, "packets_per_interrupt"),  # no poll counted for the device: the counters decide
+        (500_000, 0, 0, "packets_per_interrupt"),  # no poll counted for the device: the counters decide
     ],
     ids=["share-0.9", "share-0.8997", "share-0.8", "light", "no-polls"],
 )
 def test_poll_count_evidence(pps, polls, full, expected):
-    """The counts decide alone: 200 packets per IRQ with squeezes, or no IRQ at all, would be counter evidence."""
+    """The counts decide alone: 500 packets per IRQ with squeezes, or no IRQ at all, would be counter evidence."""
     h = Host(counts=True)
     h.tick()
     assert h.tick(pps=pps, irqs=0 if expected == "packets_per_interrupt" else 1_000, squeeze=(50, 0), polls=polls,
@@ -298,9 +303,9 @@ def test_every_reason_can_be_the_mode_of_a_heavy_nic(reason):
     tuning = {"threaded": NapiTuning(True, 0, 0), "defer_hard_irqs": NapiTuning(False, 1, 0)}.get(reason, NapiTuning(False, 0, 0))
     h = Host(tuning=tuning, sysctls={"busy_poll": 50 if reason == "busy_poll" else 0, "busy_read": 0},
              counts=reason == "full_polls")
-    rates = {"full_polls": dict(pps=200_000, irqs=100, polls=3_000, full=2_950),
+    rates = {"full_polls": dict(pps=500_000, irqs=100, polls=3_000, full=2_950),
              "packets_per_interrupt": dict(pps=200_000, irqs=0),
-             "time_squeeze": LOAD, "ksoftirqd": dict(pps=200_000, irqs=1_000, ksoftirqd=(0.5, 0))}.get(reason, QUIET)
+             "time_squeeze": LOAD, "ksoftirqd": dict(pps=500_000, irqs=1_000, ksoftirqd=(0.5, 0))}.get(reason, QUIET)
     h.tick()
     mode = h.run(3, **rates)[-1].nics["eth0"].mode
     assert (mode.heavy, mode.reason) == (True, reason)
@@ -354,8 +359,8 @@ def test_backlog_drops_are_pressure_anywhere(drops, heavy):
 @pytest.mark.parametrize(
     "failed,rates,missing",
     [
-        (("softnet",), dict(pps=200_000, irqs=1_000), ("softnet",)),  # no ksoftirqd: only a squeeze could say
-        (("kthreads",), dict(pps=200_000, irqs=1_000), ("kthreads",)),  # no squeeze: only ksoftirqd could say
+        (("softnet",), dict(pps=500_000, irqs=1_000), ("softnet",)),  # no ksoftirqd: only a squeeze could say
+        (("kthreads",), dict(pps=500_000, irqs=1_000), ("kthreads",)),  # no squeeze: only ksoftirqd could say
         (("interrupts",), QUIET, ("interrupts",)),
         (("netdev",), QUIET, ("netdev",)),
         (("napi",), QUIET, ()),  # the previous sample's tuning and coalescing stand in
@@ -376,7 +381,7 @@ def test_a_failed_corroboration_source_does_not_matter_below_the_boundary_or_whe
     assert h.tick(failed=("softnet",), **QUIET).nics["eth0"].known
     assert h.tick(failed=("kthreads",), **QUIET).nics["eth0"].known
     h.tick()
-    v = h.tick(failed=("softnet",), pps=200_000, irqs=1_000, ksoftirqd=(0.5, 0)).nics["eth0"]
+    v = h.tick(failed=("softnet",), pps=500_000, irqs=1_000, ksoftirqd=(0.5, 0)).nics["eth0"]
     assert (v.known, v.evidence) == (True, "ksoftirqd")
 
 
@@ -412,14 +417,14 @@ def test_an_unknown_sample_holds_the_mode_without_advancing_it():
 def test_the_host_is_unknown_while_an_exposed_nics_verdict_is():
     h = Host()
     h.tick()
-    v = h.tick(failed=("kthreads",), pps=200_000, irqs=1_000)
+    v = h.tick(failed=("kthreads",), pps=500_000, irqs=1_000)
     assert (v.host_known, v.host_missing, v.host_evidence) == (False, ("kthreads",), "unknown")
 
 
 def test_an_unexposed_nics_unknown_verdict_leaves_the_host_known():
     h = Host(promiscuous=False)
     h.tick()
-    v = h.tick(failed=("kthreads",), pps=200_000, irqs=1_000)
+    v = h.tick(failed=("kthreads",), pps=500_000, irqs=1_000)
     assert not v.nics["eth0"].known and v.host_known and not v.host.heavy
 
 
@@ -434,8 +439,8 @@ def test_the_host_is_unknown_when_softnet_or_links_fail(failed):
 def test_a_known_heavy_exposed_nic_makes_the_host_heavy_whatever_failed():
     h = Host(counts=True)
     h.tick()
-    h.run(3, pps=200_000, irqs=100, polls=3_000, full=2_950)
-    v = h.tick(failed=("softnet",), pps=200_000, irqs=100, polls=3_000, full=2_950)
+    h.run(3, pps=500_000, irqs=100, polls=3_000, full=2_950)
+    v = h.tick(failed=("softnet",), pps=500_000, irqs=100, polls=3_000, full=2_950)
     assert v.nics["eth0"].known and v.host_known and v.host.heavy and v.host.reason == "nic"
 
 
@@ -443,5 +448,5 @@ def test_known_pressure_makes_the_host_heavy_while_a_nic_is_unknown():
     h = Host()
     h.tick()
     h.run(3, squeeze=(0, 500))
-    v = h.tick(failed=("kthreads",), pps=200_000, irqs=1_000, squeeze=(0, 500))
+    v = h.tick(failed=("kthreads",), pps=500_000, irqs=1_000, squeeze=(0, 500))
     assert not v.nics["eth0"].known and v.host_known and v.host.reason == "softnet_pressure"
