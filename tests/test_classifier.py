@@ -2,8 +2,13 @@
 tuned polling, host pressure, and "unknown" when a source failed. Expected values are the numbers of
 docs/detection.md, written out here, never read from Thresholds()."""
 
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from agent import lxcwatch_binary
 from lxcwatch.classifier import REASONS, Mode, Thresholds, Verdict, advance, step
 from lxcwatch.ethtool import Driver
 from lxcwatch.ethtool_coalesce import Coalesce
@@ -84,11 +89,26 @@ LOAD = dict(pps=500_000, irqs=1_000, squeeze=(50, 0))  # 500 packets per interru
 QUIET = dict(pps=20_000, irqs=10_000)  # 2 packets per interrupt: interrupt-driven
 
 
+DOCUMENTED = {"min_packets_per_second": 1000, "full_poll_share": 0.9, "packets_per_interrupt": 128,
+              "squeezes_per_second": 10, "ksoftirqd_share": 0.2, "host_squeezes_per_second": 10,
+              "host_drops_per_second": 1, "enter_samples": 4, "leave_samples": 10}
+
+
 def test_defaults_are_the_documented_numbers():
-    assert DEFAULTS == Thresholds(
-        min_packets_per_second=1000.0, full_poll_share=0.9, packets_per_interrupt=128.0, squeezes_per_second=10.0,
-        ksoftirqd_share=0.2, host_squeezes_per_second=10.0, host_drops_per_second=1.0, enter_samples=4,
-        leave_samples=10)
+    assert DEFAULTS == Thresholds(**DOCUMENTED)
+
+
+def test_the_docs_table_gives_the_same_defaults():
+    text = (Path(__file__).parents[1] / "docs" / "detection.md").read_text()
+    table = dict(re.findall(r"^\| `(\w+)` \| ([0-9.]+) \|", text, re.M))
+    assert {name: float(value) for name, value in table.items()} == DOCUMENTED
+
+
+def test_help_gives_every_flag_with_its_default():
+    out = subprocess.run([lxcwatch_binary(), "--help"], capture_output=True, text=True, timeout=30)
+    help_text = " ".join(out.stdout.split())
+    found = dict(re.findall(r"--detect\.([a-z-]+) N NAPI-heavy detection: [a-z ]+ \(default ([0-9.]+);", help_text))
+    assert {flag.replace("-", "_"): float(value) for flag, value in found.items()} == DOCUMENTED
 
 
 # --- counter evidence (no poll counts) ---
@@ -450,3 +470,37 @@ def test_known_pressure_makes_the_host_heavy_while_a_nic_is_unknown():
     h.run(3, squeeze=(0, 500))
     v = h.tick(failed=("kthreads",), pps=500_000, irqs=1_000, squeeze=(0, 500))
     assert not v.nics["eth0"].known and v.host_known and v.host.reason == "softnet_pressure"
+
+
+# --- the same verdicts in `lxcwatch status` ---
+
+
+def status_of(h: Host, **rates) -> dict:
+    from lxcwatch import status
+
+    before = h.snap
+    h.tick(**rates)
+    return status.report(before, h.snap, h.verdict)
+
+
+def test_status_shows_this_intervals_evidence_in_the_agents_words():
+    from lxcwatch import status
+
+    h = Host(counts=True)
+    h.tick()
+    (row,) = status_of(h, pps=500_000, irqs=100, polls=3_000, full=2_850)["nics"]
+    assert (row["mode"], row["reason"]) == ("napi_heavy", "full_polls")
+    line = next(x for x in status.to_text(status_of(h, pps=500_000, irqs=100, polls=3_000, full=2_850)).splitlines()
+                if x.startswith("eth0"))
+    assert line.split()[6:9] == ["95.0%", "napi_heavy", "full_polls"]
+    (row,) = status_of(h, **QUIET)["nics"]
+    assert (row["mode"], row["reason"]) == ("interrupt", "none")
+
+
+def test_status_says_unknown_and_which_source_failed():
+    h = Host()
+    h.tick()
+    data = status_of(h, failed=("kthreads",), pps=500_000, irqs=1_000)
+    (row,) = data["nics"]
+    assert (row["mode"], row["reason"]) == ("unknown", "kthreads failed")
+    assert data["host"] == {"mode": "unknown", "reason": "kthreads failed"}
