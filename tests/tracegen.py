@@ -13,16 +13,27 @@ segment covers, so a mode change or a burst that starts mid-second shows in two 
 - Load L packets/s is spread over the NIC's five receive vectors (tg3 txrx-0 and rx-1..4; eth0's on CPUs
   0-4, eth1's on 8-12, read from the fixture) by RSS shares drawn per trace (1/5 +-20 %), with lognormal
   noise (sigma 8 %) on every piece: a queue's rate is q.
-- interrupt-driven: each IRQ leads to one poll that empties the ring; coalescing gives
-  1 + 7 * min(1, q / KNEE) packets per IRQ (+-15 %), so 1-8. NET_RX softirqs = IRQs * 1.00-1.05.
-  No time_squeeze. Softirq CPU time 2 us per packet.
+- interrupt-driven: each IRQ carries a batch B and leads to floor(B / 64) full polls and one partial poll
+  that empties the ring and re-enables the IRQ. Without a scenario coalescing B is 1 + 7 * min(1, q / KNEE)
+  (+-15 %), so 1-8 (tg3-like). With one (written to proc/lxcwatch/ethtool_coalesce), B = min(rx-frames,
+  q * rx-usecs) (+-8 %), or min(256, q * 128 us) when adaptive (DIM): e1000e ITR 8000 at 320 kpps gives 40,
+  ixgbe rx-usecs 50 at 1 Mpps 50, rx-frames 256 at high load exactly 256. NET_RX softirqs = IRQs *
+  1.00-1.05. A share (B * 1.3 - 300) / 300 (at most 0.5) of the runs squeeze: a batch and its bridged
+  copies overrunning the budget; none below B = 230. A segment may give B itself (Olsson's table).
+  Softirq CPU time 2 us per packet.
 - polling (load-driven NAPI-heavy): polls run full and the IRQ stays masked; it fires only when the ring
-  drains, POLL_IRQS * min(1, KNEE / q) times a second: flat, then falling as load rises, so packets/IRQ
-  is in the hundreds to thousands (>> 32). One net_rx_action run handles 100-200 packets (weight 64,
-  budget 300), so NET_RX per IRQ > 1, and a share min(0.9, 0.3 * q / KNEE) of the runs end with work
-  left: time_squeeze on the CPUs serving the NIC. Softirq CPU time 1.5 us per packet.
+  drains, POLL_IRQS * min(1, KNEE / q) times a second (30/s at the knee, Olsson's e1000 ~20/s): flat, then
+  falling as load rises, so packets/IRQ is over a thousand. Full polls: q / 64 less half a poll per IRQ,
+  plus one partial poll per IRQ: a full share of 0.95 and up. One net_rx_action run handles 100-200
+  packets (weight 64, budget 300), so NET_RX per IRQ > 1, and a share min(0.9, 0.3 * q / KNEE) of the runs
+  end with work left: time_squeeze on the CPUs serving the NIC. Softirq CPU time 1.5 us per packet.
 - threaded (`threaded` = 1, 5.12+): the IRQ wakes the napi/<dev> thread instead of raising NET_RX:
-  50-150 packets per IRQ at any load, no NET_RX, no squeeze, no softirq time (the thread's is its own).
+  50-150 packets per IRQ at any load, two polls per IRQ (one full), no NET_RX, no squeeze, no softirq time
+  (the thread's is its own).
+- With `counts`, the trace carries the polls and full polls per NIC (proc/lxcwatch/napi_poll, as
+  `lxcwatch record` writes it), summed over the queues; without, the tree has no such file (no tracepoint).
+- A scenario may use only its first queues (`queues` = 1 for per-queue figures) and set the share of
+  multicast packets (a broadcast storm).
 - Load-driven segments poll above KNEE_TOTAL (KNEE per queue, five queues: 200 kpps) and are
   interrupt-driven below it, switching the moment a ramp crosses it. Light and moderate loads are
   2-150 kpps, heavy ones 300-600 kpps.
@@ -35,11 +46,11 @@ segment covers, so a mode change or a burst that starts mid-second shows in two 
   and a stray squeeze rarely (0.02/s); TX is 5 % of RX plus 300 packets/s, reaped in the RX poll, with
   NET_TX on the CPU of vector 0. Of /proc/stat's CPU times only softirq moves, and of net/dev only the
   NIC lines: the agent reads nothing else, and every changed number costs trace size. The fixture has
-  no kernel threads, so ksoftirqd evidence is not exercised. Counters are integers that carry their
+  no kernel threads, so ksoftirqd evidence is left to tests/test_classifier.py. Counters are integers that carry their
   fractions to the next interval; the 32-bit ones (interrupts per CPU, softnet, softirqs, /proc/stat
   intr per IRQ) wrap at 2^32, net/dev and /proc/stat times are 64-bit.
 
-`python tests/tracegen.py SCENARIO --out FILE [--seconds N] [--seed S]` writes one trace;
+`python tests/tracegen.py SCENARIO --out FILE [--seconds N] [--seed S] [--counts]` writes one trace;
 `python tests/tracegen.py --corpus DIR` writes the committed corpus (tests/corpus).
 """
 
