@@ -504,3 +504,9 @@ def test_status_says_unknown_and_which_source_failed():
     (row,) = data["nics"]
     assert (row["mode"], row["reason"]) == ("unknown", "kthreads failed")
     assert data["host"] == {"mode": "unknown", "reason": "kthreads failed"}
+
+
+@pytest.mark.parametrize("flag", ["--detect.full-poll-share=1.5", "--detect.ksoftirqd-share=1.01"])
+def test_a_share_above_one_is_a_usage_error(flag):
+    out = subprocess.run([lxcwatch_binary(), flag], capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stderr) == (2, f"lxcwatch: error: invalid {flag.replace('=', ' ')}: a share is at most 1\n")
