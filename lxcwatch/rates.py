@@ -57,7 +57,7 @@ def _polls(prev: Snapshot, cur: Snapshot, device: str) -> tuple[int, int] | None
     (collector failed or disabled, host without the tracepoint, device never or not polled in the interval) or the
     counting restarted."""
     a, b = prev.napi_polls, cur.napi_polls
-    if not (a and b) or a.unavailable or b.unavailable or device not in a.counts or device not in b.counts:
+    if not (a and b) or device not in a.counts or device not in b.counts:  # a host that cannot count has none
         return None
     old, new = a.counts[device], b.counts[device]
     if new.polls <= old.polls or new.full < old.full:

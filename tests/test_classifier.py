@@ -43,8 +43,9 @@ class Host:
         self.verdict = Verdict()
 
     def tick(self, pps=0, irqs=0, squeeze=(0, 0), drops=(0, 0), ksoftirqd=(0, 0), polls=0, full=0, failed=(),
-             poll_reading=None):
-        """One second. `ksoftirqd`: share of each CPU; `failed`: collectors that fail in this sample."""
+             poll_reading=None, disabled=()):
+        """One second. `ksoftirqd`: share of each CPU; `failed`: collectors that fail in this sample; `disabled`:
+        collectors that do not run at all (--no-collector.NAME)."""
         self.t += 1
         self.rx += pps
         self.irqs += irqs
@@ -64,8 +65,8 @@ class Host:
         }
         if self.counts:
             readings["napi_poll"] = poll_reading or NapiPollReading({"eth0": NapiPolls(self.polls, self.full)})
-        results = {n: CollectorResult(False, 0.0, "broken") if n in failed else OK for n in readings}
-        readings = {n: r for n, r in readings.items() if n not in failed}
+        results = {n: CollectorResult(False, 0.0, "broken") if n in failed else OK for n in readings if n not in disabled}
+        readings = {n: r for n, r in readings.items() if n not in failed and n in results}
         new = build(self.snap, self.t, 1000.0 + self.t, float(self.t), readings, results)
         if self.snap is not None:
             self.verdict = step(self.verdict, self.snap, new, T)
@@ -266,9 +267,13 @@ def test_enters_after_n_samples_and_leaves_after_m():
     entered = h.verdict.nics["eth0"].mode
     assert entered.since == 1002.0  # the first sample with evidence, not the third
     assert entered.changes == 1 and entered.reason == "time_squeeze"
+    v = h.run(2, **LOAD)[-1]  # staying heavy keeps since and the count of changes, host and NIC
+    assert (v.host.heavy, v.host.reason, v.host.since, v.host.changes, v.host_evidence) == (True, "nic", 1002.0, 1, "nic")
+    assert (v.nics["eth0"].mode.since, v.nics["eth0"].mode.changes) == (1002.0, 1)
     modes = [v.nics["eth0"].mode.heavy for v in h.run(4, **QUIET)]
     assert modes == [True, True, True, False]
     assert h.verdict.nics["eth0"].mode.changes == 2 and h.verdict.nics["eth0"].mode.reason == "none"
+    assert (h.verdict.host.heavy, h.verdict.host.changes, h.verdict.host.since) == (False, 2, None)
 
 
 def test_the_default_hysteresis_is_four_samples_in_and_ten_out():
@@ -510,3 +515,28 @@ def test_status_says_unknown_and_which_source_failed():
 def test_a_share_above_one_is_a_usage_error(flag):
     out = subprocess.run([lxcwatch_binary(), flag], capture_output=True, text=True, timeout=30)
     assert (out.returncode, out.stderr) == (2, f"lxcwatch: error: invalid {flag.replace('=', ' ')}: a share is at most 1\n")
+
+
+@pytest.mark.parametrize("disabled", [("kthreads",), ("softnet",), ("napi",), ("kthreads", "softnet")])
+def test_a_disabled_collector_gives_no_evidence_and_no_doubt(disabled):
+    h = Host()
+    h.tick(disabled=disabled)
+    v = h.tick(disabled=disabled, pps=500_000, irqs=1_000)  # above the boundary, nothing corroborates
+    assert (v.nics["eth0"].evidence, v.nics["eth0"].known, v.host_known) == ("none", True, True)
+
+
+def test_with_links_disabled_no_nic_is_exposed_and_the_host_is_known():
+    h = Host()
+    h.tick(disabled=("links",))
+    v = h.run(3, disabled=("links",), **LOAD)[-1]
+    assert v.nics["eth0"].mode.heavy and v.host_known and not v.host.heavy
+
+
+def test_without_nic_rates_a_squeeze_cannot_be_placed_but_a_drop_can():
+    h = Host()
+    h.run(2)
+    v = h.tick(failed=("interrupts",), squeeze=(0, 500))
+    assert (v.host_known, v.host_missing) == (False, ("interrupts",))
+    h.run(2)
+    v = h.run(3, failed=("netdev",), drops=(0, 5))[-1]
+    assert v.host_known and v.host.heavy and v.host.reason == "softnet_pressure"
