@@ -79,7 +79,7 @@ def agent_parser() -> argparse.ArgumentParser:
                         "flags on the command line win")
     config.add_source_flags(p)
     _lxc_flags(p, probe_flags=True)
-    p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to")
+    p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to (default: none, no lxcwatch_replica_info)")
     p.add_argument("--replica.name", dest="replica_name", default=None, metavar="NAME", help="this host's name in its group (default: hostname)")
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction, default=True,

@@ -334,8 +334,6 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
 def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) -> Iterator[Family]:
     build = _gauge("build_info", "lxcwatch build; value is always 1.", ["version"])
     build.add([agent.version], 1)
-    replica = _gauge("replica_info", "This host's replica group and name; value is always 1.", ["replica_group", "replica"])
-    replica.add([agent.replica_group, agent.replica], 1)
     ok = _gauge("scrape_collector_success", "1 if the collector's last sample succeeded.", ["collector"])
     took = _gauge("scrape_collector_duration_seconds", "Time the collector's last sample took.", ["collector"])
     for name in sorted(s.collectors):
@@ -351,4 +349,9 @@ def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) ->
     reloaded.add([], int(agent.config_loaded))
     reloaded_at = _gauge("config_last_reload_success_timestamp_seconds", "Time of the last successful start or reload.")
     reloaded_at.add([], agent.config_loaded_at)
-    yield from (build, replica, ok, took, last, samples, late, reloaded, reloaded_at)
+    yield build
+    if agent.replica_group:  # a host in no group exports no membership: replica_group="" would read as one group
+        replica = _gauge("replica_info", "This host's replica group and name; value is always 1.", ["replica_group", "replica"])
+        replica.add([agent.replica_group, agent.replica], 1)
+        yield replica
+    yield from (ok, took, last, samples, late, reloaded, reloaded_at)

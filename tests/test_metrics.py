@@ -43,6 +43,14 @@ def test_core_families_and_values():
         assert line in text.splitlines(), line
 
 
+
+def test_a_host_in_no_replica_group_exports_no_membership():
+    ungrouped = metrics.Agent("9.9.9", "", "host-a")
+    text = exposition.render(metrics.families(sample(), ungrouped), openmetrics=False).decode()
+    assert "lxcwatch_replica_info" not in text
+    assert 'lxcwatch_build_info{version="9.9.9"} 1' in text.splitlines()
+
+
 def test_links_and_napi():
     bridge = Link("br0", 5, "bridge", "", "up", 0x1003, 0, Driver("bridge", "2.3", "N/A", "N/A"))
     port = Link("eth0", 2, "physical", "br0", "up", 0x1103, 1, Driver("tg3", "3.119", "5719-v1.38", "0000:02:00.0"))
