@@ -22,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 DETECT_FLAGS = (  # (flag, Thresholds field, type)
     ("--detect.min-packets-per-second", "min_packets_per_second", float),
+    ("--detect.full-poll-share", "full_poll_share", float),
     ("--detect.packets-per-interrupt", "packets_per_interrupt", float),
     ("--detect.squeezes-per-second", "squeezes_per_second", float),
     ("--detect.ksoftirqd-share", "ksoftirqd_share", float),
@@ -44,6 +45,8 @@ def thresholds(args) -> classifier.Thresholds:
     for flag, name, _ in DETECT_FLAGS:
         if values[name] < 0 or (name.endswith("_samples") and values[name] < 1):
             raise UsageError(f"invalid {flag} {values[name]}: must be {'at least 1' if name.endswith('_samples') else 'positive'}")
+        if name.endswith("_share") and values[name] > 1:
+            raise UsageError(f"invalid {flag} {values[name]}: a share is at most 1")
     return classifier.Thresholds(**values)
 
 

@@ -1,7 +1,6 @@
 """Renders a snapshot as Prometheus metric families: a pure function, cached per snapshot by the HTTP layer."""
 
 import logging
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -265,25 +264,40 @@ RENDERERS: dict[str, Callable[[Snapshot], Iterator[Family]]] = {
 
 
 def _verdict(v: Verdict) -> Iterator[Family]:
-    heavy = _gauge("nic_napi_heavy", "1 if the NIC is in NAPI polling-heavy mode (with hysteresis).", ["device"])
-    ppi = _gauge("nic_packets_per_interrupt", "Received packets per hard IRQ on the NIC's receiving vectors, last interval.", ["device"])
+    """While a verdict is unknown (a source it needs failed) its mode, reason, since and changes are absent and
+    verdict_known is 0: a rule sees "no verdict", never a reassuring 0."""
+    heavy = _gauge("nic_napi_heavy", "1 if the NIC is in NAPI polling-heavy mode (with hysteresis); absent while unknown.", ["device"])
+    known = _gauge("nic_napi_verdict_known", "1 if the NIC's verdict could be decided this sample; 0: a source it needs failed.", ["device"])
+    ppi = _gauge("nic_packets_per_interrupt", "Received packets per hard IRQ on the NIC's receiving vectors, last interval; absent without IRQs.", ["device"])
     spi = _gauge("nic_softirqs_per_interrupt", "NET_RX softirqs on the NIC's CPUs per hard IRQ, last interval.", ["device"])
+    full = _gauge("nic_full_poll_ratio", "Share of the NIC's NAPI polls that used their whole budget, last interval.", ["device"])
     since = _gauge("nic_napi_heavy_since_timestamp_seconds", "When the evidence of the current NAPI-heavy mode began.", ["device"])
     changes = _counter("nic_mode_changes", "Changes between interrupt-driven and NAPI-heavy mode.", ["device"])
     reason = _gauge("nic_napi_reason", "1 for the reason of the NIC's current mode (none when interrupt-driven).", ["device", "reason"])
     for device, n in sorted(v.nics.items()):
+        known.add([device], int(n.known))
+        if not n.known:
+            continue
         heavy.add([device], int(n.mode.heavy))
         r = n.rates
-        ppi.add([device], r.packets_per_irq if r.packets_per_irq is not None else (math.inf if r.packets else 0.0))
+        if r.packets_per_irq is not None:
+            ppi.add([device], r.packets_per_irq)
         if n.softirqs_per_interrupt is not None:
             spi.add([device], n.softirqs_per_interrupt)
+        if r.polls:
+            full.add([device], r.full_polls / r.polls)
         if n.mode.heavy:
             since.add([device], n.mode.since)
         changes.add([device], n.mode.changes)
         for name in REASONS:
             reason.add([device, name], int(n.mode.reason == name))
-    yield from (heavy, ppi, spi, since, changes, reason)
-    host = _gauge("host_napi_heavy", "1 if a promiscuous or bridged NIC is NAPI-heavy, or softnet is under pressure.")
+    yield from (heavy, known, ppi, spi, full, since, changes, reason)
+    host_known = _gauge("host_napi_verdict_known", "1 if the host's verdict could be decided this sample; 0: a source it needs failed.")
+    host_known.add([], int(v.host_known))
+    yield host_known
+    if not v.host_known:
+        return
+    host = _gauge("host_napi_heavy", "1 if a promiscuous or bridged NIC is NAPI-heavy, or softnet is under pressure; absent while unknown.")
     host.add([], int(v.host.heavy))
     host_reason = _gauge("host_napi_reason", "1 for the reason of the host's current mode.", ["reason"])
     for name in HOST_REASONS:

@@ -13,8 +13,9 @@ from lxcwatch.snapshot import CollectorResult, Snapshot, build
 log = logging.getLogger("lxcwatch.sampler")
 
 
-def mode_name(mode: classifier.Mode) -> str:
-    return "napi_heavy" if mode.heavy else "interrupt"
+def mode_name(heavy: bool) -> str:
+    """The one name of each mode, in logs and in `lxcwatch status`."""
+    return "napi_heavy" if heavy else "interrupt"
 
 
 def describe(error: BaseException) -> str:
@@ -108,9 +109,9 @@ class Sampler:
         for device, v in after.nics.items():
             old = before.nics.get(device)
             if v.mode.heavy != (old.mode.heavy if old else False):
-                log.warning("nic mode changed", extra={"device": device, "mode": mode_name(v.mode), "reason": v.mode.reason})
+                log.warning("nic mode changed", extra={"device": device, "mode": mode_name(v.mode.heavy), "reason": v.mode.reason})
         if after.host.heavy != before.host.heavy:
-            log.warning("host mode changed", extra={"mode": mode_name(after.host), "reason": after.host.reason})
+            log.warning("host mode changed", extra={"mode": mode_name(after.host.heavy), "reason": after.host.reason})
 
     @staticmethod
     def _log_changes(prev: Snapshot | None, snap: Snapshot) -> None:

@@ -297,6 +297,8 @@ def nic(device: str, heavy: bool, reason: str) -> classifier.NicVerdict:
      "failing collectors: interrupts"),
     (classifier.Verdict(host=classifier.Mode(True, "softnet_pressure")), (),
      "host NAPI-heavy (softnet_pressure); heavy NICs: none"),
+    (classifier.Verdict(host=classifier.Mode(True, "nic"), host_missing=("softnet",)), ("softnet",),
+     "host verdict unknown (softnet failed); heavy NICs: none; failing collectors: softnet"),
 ])
 def test_status_line(verdict, failing, line):
     assert service.status_line(snapshot(failing), verdict) == line
