@@ -21,6 +21,14 @@ class Family:
         self.samples.append((tuple(values), value))
 
 
+def counter(name: str, doc: str, labels: list[str]) -> Family:
+    return Family(f"lxcwatch_{name}", "counter", doc, tuple(labels))
+
+
+def gauge(name: str, doc: str, labels: list[str] | None = None) -> Family:
+    return Family(f"lxcwatch_{name}", "gauge", doc, tuple(labels or ()))
+
+
 def _escape(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lxcwatch import metrics, status
+from lxcwatch import status, verdict_metrics
 from lxcwatch.classifier import HOST_REASONS, REASONS, Mode, NicVerdict, Verdict
 from lxcwatch.rates import NicRates
 from lxcwatch.snapshot import CollectorResult, Snapshot
@@ -24,7 +24,7 @@ def nic(mode=HEAVY, missing=(), **kw) -> NicVerdict:
 def samples(v: Verdict) -> dict[tuple, float]:
     """(metric name, labels...) -> value of every sample the verdict renders."""
     out = {}
-    for f in metrics._verdict(v):
+    for f in verdict_metrics.render(v):
         name = f.name + ("_total" if f.type == "counter" else "")
         for labels, value in f.samples:
             out[(name, *labels)] = value
