@@ -68,10 +68,11 @@ def options(args) -> Options:
 class Blackbox:
     """Started once per agent run; its families join every scrape."""
 
-    def __init__(self, o: Options, version: str):
+    def __init__(self, o: Options, version: str, interval: float = 1.0):
         self.options = o
         self.boot = flight_recorder.boot_id()
-        self.recorder = flight_recorder.Recorder(o.ring, o.ring_size, o.sync_interval, self.boot, version) if o.ring else None
+        self.recorder = (flight_recorder.Recorder(o.ring, o.ring_size, o.sync_interval, self.boot, version, interval)
+                         if o.ring else None)
         self.previous: Counter = Counter()
         self.watch = None
         if o.kernel_events:
