@@ -26,7 +26,7 @@ HEADER = struct.Struct("<4sBBxxQd16sdIIQIII")
 SAMPLE, START, STOP = 1, 2, 3
 KINDS = {SAMPLE: "sample", START: "start", STOP: "stop"}
 CLEAN, UNCLEAN, UNKNOWN = 0, 1, 2  # what a run found about the previous boot's last run
-DEFAULT_SIZE = 64 << 20
+DEFAULT_SIZE = 8 << 20  # 30 minutes of a busy 128-CPU host at 1 s (docs/postmortem.md)
 MIN_SIZE = 4096
 
 

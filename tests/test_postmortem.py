@@ -1,20 +1,28 @@
 """`lxcwatch postmortem` end to end: the real agent on a replayed incident, stopped, then read back."""
 
 import datetime
+import os
 import re
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from agent import Agent, lxcwatch_binary
+from agent import Agent, lxcwatch_binary, wait_until
 from lxcwatch import flight_recorder as fr
 from lxcwatch import postmortem as pm
+from lxcwatch.classifier import Verdict
+from test_flight_recorder import snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
 
 CORPUS = Path(__file__).parent / "corpus"
+HOSTS = Path(__file__).parent / "fixtures" / "hosts"
+# Bounds for reading a ring: the interpreter, zlib and PIL take ~60 MiB; a ring adds its own size at most twice.
+RSS_LIMIT_KIB = 160 << 10
+SECONDS_LIMIT = 10.0
 # both_nics_heavy-1's labels (trace seconds): eth0 heavy 25..95, eth1 heavy 37..82; replayed at speed 10.
 ONSETS = {"eth0": 25.0, "eth1": 37.0}
 SPEED = 10.0
@@ -24,6 +32,29 @@ HEAVY = (255, 160, 0)
 
 def postmortem(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([lxcwatch_binary(), "postmortem", *args], capture_output=True, text=True, timeout=60)
+
+
+def measured(*args: str) -> tuple[subprocess.CompletedProcess, float, int]:
+    """`lxcwatch postmortem` with the time it took and its peak RSS in KiB (wait4: this child's own figure)."""
+    begin = time.monotonic()
+    proc = subprocess.Popen([lxcwatch_binary(), "postmortem", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), time.monotonic() - begin, usage.ru_maxrss
+
+
+def report(ring: Path, out: Path, *more: str) -> str:
+    """postmortem's summary.txt, asserting it ran within the time and memory bounds."""
+    done, seconds, rss = measured(f"--recorder.path={ring}", f"--out={out}", *more)
+    assert done.returncode == 0, done.stderr
+    assert seconds < SECONDS_LIMIT and rss < RSS_LIMIT_KIB, (seconds, rss)
+    return (out / "summary.txt").read_text()
+
+
+def run_line(summary: str) -> str:
+    return next(line for line in summary.splitlines() if line.startswith("run: "))
 
 
 def parse_stamp(text: str) -> float:
@@ -150,3 +181,86 @@ def test_kernel_events_of_the_run_show_in_summary_and_timeline(incident, tmp_pat
     assert re.match(r"  \S+ \S+ \w+ eth0: tg3 0000:02:00.0 eth0: transmit timed out, resetting$", events[0]), events
     rgb = Image.open(out / "timeline.png").convert("RGB")
     assert (120, 0, 120) in {rgb.getpixel((x, y)) for x in range(91, 1029) for y in range(40, 676, 4)}
+
+
+def tg3_agent(ring: Path, lxc: Path, *more: str, command: list[str] | None = None) -> Agent:
+    return Agent([f"--path.procfs={HOSTS / 'tg3-pair' / 'proc'}", f"--path.sysfs={HOSTS / 'tg3-pair' / 'sys'}",
+                  f"--path.lxc={lxc}", "--sample.interval=50ms", f"--recorder.path={ring}", *more], command=command)
+
+
+def kill_9(agent: Agent) -> None:
+    agent.proc.send_signal(signal.SIGKILL)
+    assert agent.proc.wait(timeout=10) == -signal.SIGKILL
+    agent.stop()
+
+
+def records(agent: Agent, n: int) -> None:
+    agent.wait_for(lambda e: e.value("lxcwatch_recorder_records_total") >= n, f"{n} records", timeout=30)
+
+
+def test_a_live_agent_is_running_not_crashed_and_a_killed_one_is_unclean(tmp_path):
+    ring = tmp_path / "flight.ring"
+    agent = tg3_agent(ring, tmp_path, "--recorder.size=1MiB")
+    try:
+        records(agent, 20)
+        summary = report(ring, tmp_path / "live")
+        assert f"pid {agent.proc.pid}, boot {fr.boot_id()} (this boot)" in run_line(summary)
+        assert "RUNNING" in run_line(summary) and "UNCLEAN" not in summary, summary
+    finally:
+        kill_9(agent)
+    summary = report(ring, tmp_path / "dead")
+    assert "ENDED UNCLEANLY" in run_line(summary) and "(killed; the host stayed up)" in run_line(summary), summary
+
+
+def test_after_many_kill_9_restarts_the_last_run_is_shown(tmp_path):
+    """Six runs killed one after the other in this boot, wrapping a 16 KiB ring: the last one is the report's."""
+    ring, pids = tmp_path / "flight.ring", []
+    for _ in range(6):
+        agent = tg3_agent(ring, tmp_path, "--recorder.size=16KiB")
+        try:
+            records(agent, 60)
+            pids.append(agent.proc.pid)
+        finally:
+            kill_9(agent)
+    assert fr.read(str(ring)).records[0].seq > 1  # wrapped: the first runs' records are gone
+    line = run_line(report(ring, tmp_path / "out"))
+    assert line.startswith(f"run: pid {pids[-1]}, ") and "ENDED UNCLEANLY" in line, (pids, line)
+
+
+@pytest.mark.live
+@pytest.mark.slow
+def test_a_crash_in_an_earlier_boot_survives_a_wrapped_ring(tmp_path):
+    """The issue's reproduction, for real: the agent runs in a mount namespace where boot_id is a file of ours (an
+    earlier boot), wraps a 64 KiB ring at 50 ms (~45 s) and is killed; restarted in the real boot, it says the
+    previous boot ended uncleanly, and postmortem reports that run, by its pid and boot, with its real start."""
+    if os.geteuid() != 0:
+        pytest.skip("a mount namespace and a bind mount over /proc/sys/kernel/random/boot_id need root")
+    ring, fake = tmp_path / "flight.ring", tmp_path / "boot_id"
+    earlier = str(uuid.uuid4())
+    fake.write_text(earlier + "\n")
+    in_earlier_boot = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       'mount --bind "$0" /proc/sys/kernel/random/boot_id && exec "$@"', str(fake), lxcwatch_binary()]
+    started = time.time()
+    agent = tg3_agent(ring, tmp_path, "--recorder.size=64KiB", command=in_earlier_boot)
+    try:
+        agent.wait_for(lambda e: e.value("lxcwatch_recorder_written_bytes_total") >= 1.5 * (64 << 10), "a wrap and a half",
+                       timeout=120)
+        crashed_pid = agent.proc.pid
+    finally:
+        kill_9(agent)
+    found = fr.read(str(ring)).records
+    assert found[0].seq > 1 and found[0].kind == fr.SAMPLE  # wrapped: the run's start record is overwritten
+    assert {r.run.boot for r in found} == {earlier}
+    agent = tg3_agent(ring, tmp_path, "--recorder.size=64KiB")
+    try:
+        exposition = agent.scrape()
+        assert exposition.value("lxcwatch_previous_boot_unclean") == 1
+        summary = report(ring, tmp_path / "out")  # while the new run is alive in this boot
+    finally:
+        agent.stop()
+    line = run_line(summary)
+    assert line.startswith(f"run: pid {crashed_pid}, boot {earlier} (an earlier boot), started "), line
+    assert "ENDED UNCLEANLY" in line and "its start record is overwritten" in line, line
+    begun = parse_stamp(re.search(r"started (\S+ \S+)", line).group(1))
+    assert started <= begun <= started + 30  # the run's real start, not 1970
+    assert "1970" not in summary
