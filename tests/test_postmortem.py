@@ -16,7 +16,7 @@ from agent import Agent, lxcwatch_binary, wait_until
 from lxcwatch import flight_recorder as fr
 from lxcwatch import postmortem as pm
 from lxcwatch.classifier import Verdict
-from test_flight_recorder import snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
+from test_flight_recorder import crash, old_format_record, snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
 
 CORPUS = Path(__file__).parent / "corpus"
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
@@ -151,6 +151,11 @@ def test_errors_are_one_line(tmp_path, incident):
     fr.Ring(str(empty), 4096).close()
     done = postmortem(f"--recorder.path={empty}", f"--out={tmp_path / 'out'}")
     assert done.returncode == 1 and "no samples recorded" in done.stderr and "Traceback" not in done.stderr
+    old = tmp_path / "old.ring"
+    old.write_bytes(old_format_record(1, 2, {"t": 1.0, "boot": "x", "pid": 1}) + old_format_record(2, 1, {"t": 2.0}))
+    done = postmortem(f"--recorder.path={old}", f"--out={tmp_path / 'out'}")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "a ring of the old format (LXFR records" in done.stderr and "not understood" in done.stderr
 
 
 def test_around_an_earlier_time_cuts_the_window(incident, tmp_path):
@@ -264,3 +269,79 @@ def test_a_crash_in_an_earlier_boot_survives_a_wrapped_ring(tmp_path):
     begun = parse_stamp(re.search(r"started (\S+ \S+)", line).group(1))
     assert started <= begun <= started + 30  # the run's real start, not 1970
     assert "1970" not in summary
+
+
+T0 = 1764000000.0  # snapshot(k) is stamped T0 + k
+
+
+def recorded(ring: Path, samples: range) -> fr.Recorder:
+    """A ring written by the recorder itself in this boot: a start record, then one sample a second."""
+    recorder = fr.Recorder(str(ring), 1 << 20, 60.0, fr.boot_id())
+    for k in samples:
+        recorder.sampled(snapshot(k), Verdict())
+    return recorder
+
+
+def damage_lines(summary: str) -> list[str]:
+    return summary.split("damage:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+
+
+def stamps(line: str) -> list[float]:
+    return [parse_stamp(m) for m in re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", line)]
+
+
+def test_a_corrupt_middle_and_a_truncated_tail_are_named(tmp_path):
+    ring = tmp_path / "flight.ring"
+    crash(recorded(ring, range(1, 121)))  # seq 1 is the start record, seq k + 1 the sample of T0 + k
+    found = fr.read(str(ring)).records
+    with open(ring, "r+b") as f:
+        for r in found[50:53]:  # the samples of T0 + 50 .. 52: one flipped byte each
+            f.seek(r.offset + fr.HEADER.size + 2)
+            byte = f.read(1)[0]
+            f.seek(-1, 1)
+            f.write(bytes([byte ^ 0x20]))
+        last = found[-1]  # the last write, cut short halfway
+        f.seek(last.offset + last.size // 2)
+        f.write(bytes(last.size - last.size // 2))
+    summary = report(ring, tmp_path / "out")
+    assert "samples in window: 116" in summary  # 120 written, 3 corrupt, 1 torn
+    lines = damage_lines(summary)
+    assert lines[0] == "  missing records: 3 between the oldest and the newest, 3 of them with a corrupt header left"
+    assert lines[1].startswith("    seq 51..53: ") and stamps(lines[1]) == [T0 + 49, T0 + 53], lines
+    assert lines[2].startswith("  truncated tail: the write after the newest record "), lines
+    gap = next(line for line in lines if "records lost" in line)
+    assert stamps(gap) == [T0 + 49, T0 + 53] and gap.endswith("(4.0 s): 3 records lost"), gap
+    assert "ENDED UNCLEANLY" in run_line(summary) and "last record " in run_line(summary)
+
+
+def test_failed_writes_show_as_a_gap_and_the_count_the_agent_kept(tiny_tmpfs, tmp_path):
+    """A full disk: writes fail for a while; postmortem names the hole and the errors the ring itself recorded."""
+    filler = tiny_tmpfs / "filler"
+    filler.write_bytes(b"\1" * (40 << 10))
+    ring = tiny_tmpfs / "flight.ring"
+    recorder = recorded(ring, range(1, 3001))
+    assert recorder.errors > 0
+    filler.unlink()
+    for k in range(3001, 3011):
+        recorder.sampled(snapshot(k), Verdict())
+    recorder.stop()
+    found = fr.read(str(ring)).records
+    last_before = max(r.time for r in found if r.kind == fr.SAMPLE and r.time < T0 + 3001)
+    summary = report(ring, tmp_path / "out")
+    lines = damage_lines(summary)
+    assert f"  write errors counted by the agent: {recorder.errors} (by its last record)" in lines, lines
+    gap = next(line for line in lines if "nothing written" in line)
+    assert stamps(gap) == [last_before, T0 + 3001], gap
+    assert "stopped cleanly" in run_line(summary)
+
+
+def test_out_on_a_full_file_system_is_one_line(tiny_tmpfs, tmp_path):
+    ring = tmp_path / "flight.ring"
+    recorded(ring, range(1, 31)).stop()
+    with open(tiny_tmpfs / "filler", "wb", buffering=0) as f:  # every page of the tmpfs
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                f.write(b"\1" * 4096)
+    done = postmortem(f"--recorder.path={ring}", f"--out={tiny_tmpfs / 'pm'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "No space left on device" in done.stderr, done.stderr
