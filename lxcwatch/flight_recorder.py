@@ -23,6 +23,7 @@ OLD_MAGIC = b"LXFR"  # format 1: no run identity in its records; recognised, not
 # magic, kind, previous boot verdict, seq, time, boot id, run start, pid, sample interval ms, ring size,
 # write errors so far, payload length, crc32 (of the header with crc 0, then the payload)
 HEADER = struct.Struct("<4sBBxxQd16sdIIQIII")
+ZERO_CRC = bytes(4)  # the crc field as the crc covers it
 SAMPLE, START, STOP = 1, 2, 3
 KINDS = {SAMPLE: "sample", START: "start", STOP: "stop"}
 CLEAN, UNCLEAN, UNKNOWN = 0, 1, 2  # what a run found about the previous boot's last run
@@ -83,22 +84,24 @@ class Broken:
     seq: int | None  # None: the header itself runs past the end of the file
 
 
-def decode_at(buf: bytes, offset: int, runs: dict[Run, Run] | None = None) -> Record | Broken:
+def decode_at(buf: bytes, offset: int, runs: dict | None = None) -> Record | Broken:
     """The record at offset, or what is known of a damaged one (the bytes there start with MAGIC).
     `runs` shares one Run object among the records of a run, however many records repeat it."""
     if offset + HEADER.size > len(buf):
         return Broken(offset, None)
     _, kind, previous, seq, t, boot, started, pid, interval, ring_size, errors, length, crc = HEADER.unpack_from(buf, offset)
-    end = offset + HEADER.size + length
+    body, end = offset + HEADER.size, offset + HEADER.size + length
     if kind not in KINDS or end > len(buf):
         return Broken(offset, seq)
-    header = bytearray(buf[offset:offset + HEADER.size])
-    header[-4:] = bytes(4)
-    if zlib.crc32(memoryview(buf)[offset + HEADER.size:end], zlib.crc32(header)) != crc:
+    view = memoryview(buf)
+    if zlib.crc32(view[body:end], zlib.crc32(ZERO_CRC, zlib.crc32(view[offset:body - 4]))) != crc:
         return Broken(offset, seq)
-    run = Run(boot_text(boot), started, pid, interval / 1000, previous)
-    if runs is not None:
-        run = runs.setdefault(run, run)
+    key = (boot, started, pid, interval, previous)
+    run = runs.get(key) if runs is not None else None
+    if run is None:
+        run = Run(boot_text(boot), started, pid, interval / 1000, previous)
+        if runs is not None:
+            runs[key] = run
     return Record(seq, kind, t, run, ring_size, errors, offset, end - offset)
 
 
@@ -127,7 +130,7 @@ def scan(buf: bytes, keep: bool = True) -> Scan:
     newest: Record | None = None
     broken: list[Broken] = []
     duplicates = 0
-    runs: dict[Run, Run] = {}
+    runs: dict = {}
     pos = buf.find(MAGIC)
     while pos >= 0:
         record = decode_at(buf, pos, runs)

@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 from lxcwatch.flight_recorder import SAMPLE, START, STOP, Broken, Record, Run, Scan
 
@@ -15,7 +16,7 @@ class RunView:
     run: Run
     records: list[Record]
 
-    @property
+    @cached_property
     def samples(self) -> list[Record]:
         return [r for r in self.records if r.kind == SAMPLE]
 
