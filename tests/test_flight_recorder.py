@@ -302,3 +302,22 @@ def test_the_default_ring_holds_30_minutes_of_a_busy_128_cpu_host(tmp_path):
     assert len(data["c"]) == 128 and len(data["n"]) >= 8  # every CPU and NIC is in the record
     needed = 30 * 60 * max(sizes)
     assert needed <= fr.DEFAULT_SIZE < 2 * needed, (sizes, needed)
+
+
+def test_opening_a_full_ring_keeps_only_its_newest_record(tmp_path):
+    """The agent opens a wrapped ring of ~40,000 records in bounded memory: one read of the ring, then one record."""
+    import tracemalloc
+
+    size = 4 << 20
+    r = ring(tmp_path, size)
+    write(r, 40_000)
+    r.close()
+    tracemalloc.start()
+    try:
+        opened = ring(tmp_path, size)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert opened.newest.seq == 40_000 and opened.seq == 40_001
+    opened.close()
+    assert held < 64 << 10 and peak < 1.5 * size, (held, peak)
