@@ -84,7 +84,7 @@ class Broken:
     seq: int | None  # None: the header itself runs past the end of the file
 
 
-def decode_at(buf: bytes, offset: int, runs: dict | None = None) -> Record | Broken:
+def decode_at(buf: bytes, offset: int, runs: dict) -> Record | Broken:
     """The record at offset, or what is known of a damaged one (the bytes there start with MAGIC).
     `runs` shares one Run object among the records of a run, however many records repeat it."""
     if offset + HEADER.size > len(buf):
@@ -97,11 +97,9 @@ def decode_at(buf: bytes, offset: int, runs: dict | None = None) -> Record | Bro
     if zlib.crc32(view[body:end], zlib.crc32(ZERO_CRC, zlib.crc32(view[offset:body - 4]))) != crc:
         return Broken(offset, seq)
     key = (boot, started, pid, interval, previous)
-    run = runs.get(key) if runs is not None else None
+    run = runs.get(key)
     if run is None:
-        run = Run(boot_text(boot), started, pid, interval / 1000, previous)
-        if runs is not None:
-            runs[key] = run
+        run = runs[key] = Run(boot_text(boot), started, pid, interval / 1000, previous)
     return Record(seq, kind, t, run, ring_size, errors, offset, end - offset)
 
 

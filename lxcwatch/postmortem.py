@@ -19,7 +19,8 @@ def add_arguments(p) -> None:
                    help=f"the flight recorder ring (default {blackbox.DEFAULT_RING})")
     p.add_argument("--around", default=None, metavar="TIME",
                    help="end of the window: 2025-11-24T03:12:00 (local time), or seconds since the epoch "
-                        "(default: the end of the last run that ended uncleanly in an earlier boot, else of the last run)")
+                        "(default: the end of the crash, i.e. of the latest earlier boot's last run if it had no clean stop, "
+                        "else of the ring's last run)")
     p.add_argument("--minutes", default=10.0, type=float, metavar="N", help="length of the window (default 10)")
     p.add_argument("--out", default="postmortem", metavar="DIR", help="where summary.txt and timeline.png go (default ./postmortem)")
     p.add_argument("--path.journal", dest="journal", default=None, metavar="DIR",

@@ -38,7 +38,10 @@ def runs(records: list[Record]) -> list[RunView]:
     """Records grouped by the run that wrote them (every record names it), in the order the runs started."""
     views: dict[tuple, RunView] = {}
     for r in records:
-        views.setdefault(r.run.key, RunView(r.run, [])).records.append(r)
+        view = views.get(r.run.key)
+        if view is None:
+            view = views[r.run.key] = RunView(r.run, [])
+        view.records.append(r)
     return sorted(views.values(), key=lambda v: v.records[0].seq)
 
 

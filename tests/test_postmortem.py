@@ -49,6 +49,7 @@ def report(ring: Path, out: Path, *more: str) -> str:
     """postmortem's summary.txt, asserting it ran within the time and memory bounds."""
     done, seconds, rss = measured(f"--recorder.path={ring}", f"--out={out}", *more)
     assert done.returncode == 0, done.stderr
+    print(f"postmortem of {ring.name}: {seconds:.2f} s, peak RSS {rss / 1024:.0f} MiB")  # shown with pytest -s
     assert seconds < SECONDS_LIMIT and rss < RSS_LIMIT_KIB, (seconds, rss)
     return (out / "summary.txt").read_text()
 
@@ -237,7 +238,8 @@ def test_after_many_kill_9_restarts_the_last_run_is_shown(tmp_path):
 def test_a_crash_in_an_earlier_boot_survives_a_wrapped_ring(tmp_path):
     """The issue's reproduction, for real: the agent runs in a mount namespace where boot_id is a file of ours (an
     earlier boot), wraps a 64 KiB ring at 50 ms (~45 s) and is killed; restarted in the real boot, it says the
-    previous boot ended uncleanly, and postmortem reports that run, by its pid and boot, with its real start."""
+    previous boot ended uncleanly (and still after a kill -9 and a restart within this boot), and postmortem reports
+    that run, by its pid and boot, with its real start, while the new run is alive."""
     if os.geteuid() != 0:
         pytest.skip("a mount namespace and a bind mount over /proc/sys/kernel/random/boot_id need root")
     ring, fake = tmp_path / "flight.ring", tmp_path / "boot_id"
@@ -258,9 +260,14 @@ def test_a_crash_in_an_earlier_boot_survives_a_wrapped_ring(tmp_path):
     assert {r.run.boot for r in found} == {earlier}
     agent = tg3_agent(ring, tmp_path, "--recorder.size=64KiB")
     try:
-        exposition = agent.scrape()
-        assert exposition.value("lxcwatch_previous_boot_unclean") == 1
+        assert agent.scrape().value("lxcwatch_previous_boot_unclean") == 1
         summary = report(ring, tmp_path / "out")  # while the new run is alive in this boot
+        records(agent, 40)
+    finally:
+        kill_9(agent)
+    agent = tg3_agent(ring, tmp_path, "--recorder.size=64KiB")  # killed and restarted within this boot: still known
+    try:
+        assert agent.scrape().value("lxcwatch_previous_boot_unclean") == 1
     finally:
         agent.stop()
     line = run_line(summary)
