@@ -202,9 +202,9 @@ def test_kernel_events_of_the_run_show_in_summary_and_timeline(incident, tmp_pat
     assert (120, 0, 120) in {rgb.getpixel((x, y)) for x in range(91, 1029) for y in range(40, 676, 4)}
 
 
-def tg3_agent(ring: Path, lxc: Path, *more: str, command: list[str] | None = None) -> Agent:
+def tg3_agent(ring: Path, lxc: Path, *more: str, interval: str = "50ms", command: list[str] | None = None) -> Agent:
     return Agent([f"--path.procfs={HOSTS / 'tg3-pair' / 'proc'}", f"--path.sysfs={HOSTS / 'tg3-pair' / 'sys'}",
-                  f"--path.lxc={lxc}", "--sample.interval=50ms", f"--recorder.path={ring}", *more], command=command)
+                  f"--path.lxc={lxc}", f"--sample.interval={interval}", f"--recorder.path={ring}", *more], command=command)
 
 
 def kill_9(agent: Agent) -> None:
@@ -235,7 +235,7 @@ def test_after_many_kill_9_restarts_the_last_run_is_shown(tmp_path):
     """Six runs killed one after the other in this boot, wrapping a 16 KiB ring: the last one is the report's."""
     ring, pids = tmp_path / "flight.ring", []
     for _ in range(6):
-        agent = tg3_agent(ring, tmp_path, "--recorder.size=16KiB")
+        agent = tg3_agent(ring, tmp_path, "--recorder.size=16KiB", interval="20ms")
         try:
             records(agent, 60)
             pids.append(agent.proc.pid)
@@ -274,6 +274,8 @@ def test_a_crash_in_an_earlier_boot_survives_a_wrapped_ring(tmp_path):
     agent = tg3_agent(ring, tmp_path, "--recorder.size=64KiB")
     try:
         assert agent.scrape().value("lxcwatch_previous_boot_unclean") == 1
+        assert "the previous boot ended without a clean stop of lxcwatch" in agent.output()
+        assert earlier in agent.output()  # the warning names the boot
         summary = report(ring, tmp_path / "out")  # while the new run is alive in this boot
         records(agent, 40)
     finally:
