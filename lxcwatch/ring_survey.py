@@ -99,7 +99,7 @@ def damage(found: Scan) -> Damage:
     for a, b in zip(seqs, seqs[1:]):
         if b > a + 1:
             missing.append((a + 1, b - 1))
-    inside = sum(1 for b in found.broken if b.seq is not None and lo < b.seq < hi and b.seq not in present)
+    inside = len({b.seq for b in found.broken if b.seq is not None and lo < b.seq < hi and b.seq not in present})
     tail = next((b for b in found.broken if b.seq == hi + 1 or (b.seq is None and b.offset > found.records[-1].offset)),
                 None)
     return Damage(missing, inside, tail, len(found.buf), found.records[-1].ring_size, found.old_format,

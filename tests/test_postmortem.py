@@ -16,6 +16,7 @@ from PIL import Image
 from agent import Agent, lxcwatch_binary, wait_until
 from lxcwatch import flight_recorder as fr
 from lxcwatch import postmortem as pm
+from lxcwatch import ring_survey
 from lxcwatch.classifier import Verdict
 from test_flight_recorder import crash, old_format_record, snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
 
@@ -367,3 +368,36 @@ def test_out_on_a_full_file_system_is_one_line(tiny_tmpfs, tmp_path):
     done = postmortem(f"--recorder.path={ring}", f"--out={tiny_tmpfs / 'pm'}")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "No space left on device" in done.stderr, done.stderr
+
+
+def test_the_ring_lock_names_its_holder(tmp_path):
+    import fcntl
+
+    path = tmp_path / "flight.ring"
+    path.write_bytes(b"")
+    assert os.getpid() not in ring_survey.lock_holders(str(path))
+    with open(path, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert os.getpid() in ring_survey.lock_holders(str(path))
+        assert ring_survey.lock_holders(str(path), locks=str(tmp_path / "no-locks")) is None
+
+
+THIS, EARLIER = str(uuid.uuid4()), str(uuid.uuid4())
+
+
+@pytest.mark.parametrize("boot,kinds,newest,current,holders,expected", [
+    (EARLIER, [fr.START, fr.SAMPLE], True, THIS, set(), "unclean"),  # the host went down under it
+    (EARLIER, [fr.SAMPLE, fr.STOP], True, THIS, set(), "stopped"),
+    (THIS, [fr.SAMPLE], True, THIS, {4242}, "running"),  # even with its start record overwritten
+    (THIS, [fr.SAMPLE], True, THIS, {0}, "running"),  # a holder this pid namespace cannot see
+    (THIS, [fr.SAMPLE], True, THIS, {999}, "unclean"),  # a new agent took the lock before writing
+    (THIS, [fr.SAMPLE], True, THIS, set(), "unclean"),  # kill -9: the lock went with the process
+    (THIS, [fr.SAMPLE], False, THIS, {4242}, "unclean"),  # a later run of this boot exists
+    (THIS, [fr.SAMPLE], True, THIS, None, "unknown"),  # /proc/locks unreadable: maybe alive
+    (THIS, [fr.SAMPLE], True, "", {4242}, "unknown"),  # this boot's id unreadable
+    ("", [fr.SAMPLE], True, THIS, set(), "unknown"),  # the run's boot id was unreadable
+])
+def test_how_a_run_ended(boot, kinds, newest, current, holders, expected):
+    run = fr.Run(boot, T0, 4242, 1.0, fr.CLEAN)
+    view = ring_survey.RunView(run, [fr.Record(i + 1, kind, T0 + i, run, 1 << 20, 0, 0, 100) for i, kind in enumerate(kinds)])
+    assert ring_survey.state(view, newest, current, holders) == expected
