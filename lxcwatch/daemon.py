@@ -73,7 +73,7 @@ def run(load: Callable[[], Settings]) -> int:
     tls = settings.web_config.context if settings.web_config else None
     servers = [http.bind(address, None, tls) for address in settings.listen]  # bind first: a port in use fails fast
     sampler.sample()  # the first scrape already has data
-    box = blackbox.Blackbox(settings.blackbox, settings.agent.version)
+    box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
     box.sampled(*sampler.current)
     exposition = http.Exposition(sampler, settings.agent)
