@@ -5,6 +5,7 @@ import re
 import shlex
 
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.fsroot import CONFIG_CAP, read_bytes
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -48,8 +49,7 @@ def add_source_flags(p) -> None:
 def read_args_file(path: str) -> list[str]:
     """The flags in an /etc/default-style file: `# comments` and one `ARGS="--flag=value ..."`, shell-quoted."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = read_bytes(path, CONFIG_CAP).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise RuntimeFailure(f"--config.file={path}: {getattr(e, 'strerror', None) or e}") from None
     args: list[str] | None = None

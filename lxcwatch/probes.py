@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from lxcwatch.config import duration
 from lxcwatch.errors import ParseError, UsageError
+from lxcwatch.fsroot import CONFIG_CAP, read_text
 
 log = logging.getLogger("lxcwatch.probes")
 
@@ -118,8 +119,7 @@ def parse_config_line(container: str, line: str) -> ProbeSpec | None:
 def check_file(path: str) -> None:
     """Refuse an unreadable or malformed --probes.file at start-up (UsageError names file and line)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            parse_file(f.read(), path)
+        parse_file(read_text(path, CONFIG_CAP), path)
     except OSError as e:
         raise UsageError(f"--probes.file={path}: {e.strerror or e}") from None
     except ParseError as e:
@@ -140,8 +140,7 @@ class ProbeFile:
             st = os.stat(self.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             if stamp != self._stamp:
-                with open(self.path, encoding="utf-8", errors="replace") as f:
-                    self._specs = parse_file(f.read(), self.path)
+                self._specs = parse_file(read_text(self.path, CONFIG_CAP), self.path)
                 self._stamp = stamp
                 if self.error:
                     log.info("probes file reloaded", extra={"file": self.path})
