@@ -201,9 +201,16 @@ def _v2_max(text: str) -> int | None:
     return None if text == "max" else int(text)
 
 
+def _u64(value: int) -> int:
+    """The kernel prints these counters as u64: anything else is a malformed file (and would not fit a float)."""
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"{str(value)[:24]}: not an unsigned 64-bit counter")
+    return value
+
+
 def _cpu_stat(text: str) -> float | None:
     usage = _usage_usec(text)
-    return usage / 1e6 if usage is not None else None
+    return _u64(usage) / 1e6 if usage is not None else None
 
 
 def _frozen(text: str) -> str:
@@ -215,7 +222,7 @@ def _frozen(text: str) -> str:
 CONTROLLER_FILES = {
     ("freezer", 1): (("freezer.state", "freezer", parse_freezer_state),),
     ("freezer", 2): (("cgroup.events", "freezer", _frozen),),  # "frozen" since 5.2
-    ("cpuacct", 1): (("cpuacct.usage", "cpu_seconds", lambda t: int(t) / 1e9),),
+    ("cpuacct", 1): (("cpuacct.usage", "cpu_seconds", lambda t: _u64(int(t)) / 1e9),),
     ("cpuacct", 2): (("cpu.stat", "cpu_seconds", _cpu_stat),),
     ("memory", 1): (("memory.usage_in_bytes", "memory_bytes", int),
                     ("memory.limit_in_bytes", "memory_limit_bytes", _v1_limit),

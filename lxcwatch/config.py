@@ -46,6 +46,25 @@ def add_source_flags(p) -> None:
     p.add_argument("--sample.interval", dest="interval", default="1s", metavar="DURATION", help="time between samples (default 1s)")
 
 
+DEADLINE_SHARE = 0.8  # of the interval: a stuck collector is reported, and the sample still ends in its slot
+
+
+def add_deadline_flag(p) -> None:
+    p.add_argument("--sample.deadline", dest="deadline", default=None, metavar="DURATION",
+                   help="how long a sample waits for one collector before reporting it stuck "
+                        f"(default {DEADLINE_SHARE:g} x --sample.interval; at most the interval)")
+
+
+def deadline(text: str | None, interval: float) -> float:
+    """--sample.deadline in seconds: a collector slower than this is reported stuck (docs/design.md)."""
+    if text is None:
+        return DEADLINE_SHARE * interval
+    seconds = duration(text)
+    if seconds > interval:
+        raise UsageError(f"invalid --sample.deadline {text!r}: must not exceed --sample.interval ({interval:g}s)")
+    return seconds
+
+
 def read_args_file(path: str) -> list[str]:
     """The flags in an /etc/default-style file: `# comments` and one `ARGS="--flag=value ..."`, shell-quoted."""
     try:

@@ -9,6 +9,7 @@ driver resets) cannot be bounded here: the sampler's per-collector deadline is f
 import errno
 import os
 import stat
+import threading
 from dataclasses import dataclass
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -24,6 +25,7 @@ PROC_CAP = 4 * MiB
 ATTR_CAP = 4 * KiB  # a sysfs attribute is at most one page (sysfs_emit); a cgroup file here is one line
 CONFIG_CAP = 1 * MiB  # LXC configs, --probes.file, --config.file, --web.config.file: a few KiB in practice
 CERT_CAP = 4 * MiB  # a PEM bundle: Debian's whole ca-certificates.crt is ~220 KiB
+LAST_OPENED: dict[int, str] = {}  # thread id -> the file it opened last: what a stuck collector is named by
 
 
 class Refused(OSError):
@@ -43,6 +45,7 @@ def _kind(mode: int) -> str:
 
 def open_regular(path: str) -> int:
     """A descriptor of `path`, which must be a regular file; the open itself never waits (O_NONBLOCK)."""
+    LAST_OPENED[threading.get_ident()] = path
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         mode = os.fstat(fd).st_mode
