@@ -93,11 +93,12 @@ def read_attr(path: str) -> str | None:
     except OSError:
         return None
     try:
-        return os.read(fd, ATTR_CAP).decode("utf-8", "surrogateescape").strip()
+        data = os.read(fd, ATTR_CAP + 1)
     except OSError:
         return None
     finally:
         os.close(fd)
+    return data.decode("utf-8", "surrogateescape").strip() if len(data) <= ATTR_CAP else None
 
 
 def read_link_name(path: str) -> str | None:

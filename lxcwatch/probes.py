@@ -317,5 +317,17 @@ class ProbeRunner:
         if ended:
             with self._lock:
                 current = {s.key for s in self._specs}
-                self._results.update({(r.container, r.name): r for r in ended if (r.container, r.name) in current})
+                ended = [r for r in ended if (r.container, r.name) in current]
+                before = {(r.container, r.name): self._results.get((r.container, r.name)) for r in ended}
+                self._results.update({(r.container, r.name): r for r in ended})
+            for r in ended:
+                _log_change(before[r.container, r.name], r)
         return due
+
+
+def _log_change(before: ProbeResult | None, after: ProbeResult) -> None:
+    """A probe's failure is logged when it starts (or its reason changes), its recovery once."""
+    if not after.success and (before is None or before.success or before.error != after.error):
+        log.warning("probe failed", extra={"container": after.container, "probe": after.name, "err": after.error})
+    elif after.success and before is not None and not before.success:
+        log.info("probe recovered", extra={"container": after.container, "probe": after.name})
