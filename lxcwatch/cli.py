@@ -141,6 +141,7 @@ def run_status(args) -> int:
         data = status.report(first, *sampler.current)
     finally:
         sources.close()
+    sys.stdout.reconfigure(errors="surrogateescape")  # a name that is not UTF-8 printed as its bytes, as by `ip`
     print(status.to_json(data) if args.json else status.to_text(data))
     return 0
 

@@ -11,6 +11,7 @@ a driver reset holds rtnl_lock); a probe into a full listen backlog on loopback.
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import Agent, free_port, lxcwatch_binary, wait_until
+import netlab
+from agent import Agent, Exposition, free_port, lxcwatch_binary, wait_until
 from test_probes import full_listener
 from test_service import NotifySocket
 
@@ -347,3 +349,65 @@ def test_probe_timeout_beyond_the_cap_is_refused(tmp_path):
     probes.write_text("web slow tcp 127.0.0.1:9 99999999999h\n")
     code, stderr, _, _ = run_to_exit([*tree.args(), f"--probes.file={probes}"])
     assert code == 2 and re.search(r"probes:1: timeout 99999999999h is longer than the maximum 60s", stderr), stderr
+
+
+# ---------------------------------------------------------------- interface names the kernel allows
+
+
+def scrape_in(netns: str, port: int) -> Exposition:
+    """The agent's exposition, fetched from inside the namespace it listens in."""
+    fetch = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics', timeout=5).read().decode())"
+    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", fetch], capture_output=True, text=True,
+                         timeout=30)
+    if out.returncode != 0:
+        raise OSError(out.stderr)
+    return Exposition(out.stdout)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("links_from", ["netlink", "sysfs"])
+def test_one_spelling_per_interface_name(tmp_path, links_from):
+    """Names with a UTF-8 é and with bytes that are not UTF-8 (Linux allows both) in a namespace of the test's:
+    /proc/net/dev (link_receive_bytes_total) and netlink or sysfs (link_info) spell each one name alike,
+    byte-exact (UTF-8 as is, other bytes \\xNN), and two names differing in one such byte stay two."""
+    reason = netlab.unavailable()
+    if reason:
+        pytest.skip(reason)
+    suffix = secrets.token_hex(2)
+    netns = f"{netlab.PREFIX}n{suffix}"
+    names = [b"lxw\xc3\xa9" + suffix.encode(), b"lxwa" + suffix.encode(),  # a veth pair: lxwé…, lxwa…
+             b"lxw\xe9" + suffix.encode(), b"lxw\xe8" + suffix.encode()]  # and one of two non-UTF-8 names
+    spelt = {"lo", f"lxw\u00e9{suffix}", f"lxwa{suffix}", f"lxw\\xe9{suffix}", f"lxw\\xe8{suffix}"}  # by hand
+    netlab.ip("netns", "add", netns)
+    port = free_port()
+    try:
+        for a, b in (names[:2], names[2:]):
+            subprocess.run([b"ip", b"-n", netns.encode(), b"link", b"add", a, b"type", b"veth", b"peer", b"name", b],
+                           check=True, timeout=30)
+        netlab.ip("-n", netns, "link", "set", "lo", "up")
+        sysfs = "/sys" if links_from == "netlink" else str(tmp_path / "sys")  # a bind mount is not "live": sysfs
+        agent = ["mkdir", "-p", str(tmp_path / "sys"), "&&", "mount", "--bind", "/sys", str(tmp_path / "sys"), "&&",
+                 "exec", lxcwatch_binary(), f"--web.listen-address=127.0.0.1:{port}", f"--path.sysfs={sysfs}",
+                 f"--path.lxc={tmp_path}", "--no-recorder", "--no-kernel.events"]
+        log = open(tmp_path / "agent.log", "w+")
+        proc = subprocess.Popen(["ip", "netns", "exec", netns, "sh", "-c", " ".join(agent)], stdout=log, stderr=log)
+        try:
+            exposition = wait_until(lambda: _try(scrape_in, netns, port), "the agent in the namespace")
+            counted = {s.labels["device"] for s in exposition.find("lxcwatch_link_receive_bytes_total")}
+            described = {s.labels["device"] for s in exposition.find("lxcwatch_link_info")}
+            assert exposition.value("lxcwatch_scrape_collector_success", collector="links") == 1, Path(log.name).read_text()
+            assert counted == described == spelt
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            log.close()
+    finally:
+        netlab.ip("netns", "del", netns)
+    assert not netlab.leftovers(suffix)
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except OSError:
+        return None
