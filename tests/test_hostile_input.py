@@ -118,19 +118,19 @@ def after_comm(text: str) -> list[str]:
 
 def read_softnet(text: str) -> list[tuple[int, int, int, int, int]]:
     """(cpu, processed, dropped, time_squeeze, cpu_collision) per row; the CPU is the index column (13th) if any."""
-    rows = [[int(w, 16) for w in words(line)] for line in text.split("\n") if words(line)]
+    rows = [[int(w, 16) for w in words(line)] for line in text.splitlines() if words(line)]
     return [(r[12] if len(r) >= 13 else i, r[0], r[1], r[2], r[8]) for i, r in enumerate(rows)]
 
 
-def read_interrupts(text: str) -> tuple[tuple[int, ...], dict[str, tuple[int, ...]]]:
-    """(CPUs of the header, {numbered IRQ: its counts})."""
+def read_interrupts(text: str) -> tuple[tuple[int, ...], dict[str, list[str]]]:
+    """(CPUs of the header, {numbered IRQ: the words of its counts})."""
     lines = text.splitlines()
     cpus = tuple(int(w[3:]) for w in words(lines[0]))
     rows = {}
     for line in lines[1:]:
         m = re.match(r"\s*([^:]*):(.*)", line)
         if m and m[1].strip().isdigit():
-            rows[m[1].strip()] = tuple(int(w) for w in words(m[2])[:len(cpus)])
+            rows[m[1].strip()] = words(m[2])[:len(cpus)]
     return cpus, rows
 
 
@@ -156,8 +156,8 @@ def read_net_dev(text: str, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, 
     for line in text.splitlines()[2:]:
         m = re.match(r"([^:]*):(.*)", line)
         if m and m[1].strip() not in skip:
-            values = [int(w) for w in words(m[2])]
-            out[m[1].strip()] = tuple(values[0:4] + values[8:12])
+            values = words(m[2])  # the columns lxcwatch exports; the others are not its business
+            out[m[1].strip()] = tuple(int(w) for w in values[0:4] + values[8:12])
     return out
 
 
@@ -169,7 +169,7 @@ def check_counter_parse(parse_id: str, text: str, result) -> None:
         cpus, rows = read_interrupts(text)
         assert result.cpus == cpus and set(result.rows) == set(rows)
         for irq, row in result.rows.items():
-            assert row.counts is None or row.counts == rows[irq], irq
+            assert row.counts is None or row.counts == tuple(int(w) for w in rows[irq]), irq
         if parse_id == "interrupts":
             assert all(row.counts is not None for row in result.rows.values())
     elif parse_id == "softirqs":
