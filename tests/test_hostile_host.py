@@ -30,6 +30,7 @@ from test_service import NotifySocket
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 STUCKFS = Path(__file__).parent / "stuckfs.py"
 INTERVAL = 0.2
+DEADLINE = 0.5  # below the 5 s default, so that a stuck start answers quickly here (tests/test_config.py: the default)
 MiB = 1 << 20
 COLLECTORS = ("interrupts", "kthreads", "links", "lxc", "napi", "netdev", "softirqs", "softnet")
 # The untouched lxc-hybrid tree, measured: peak RSS 28 MiB, 11 threads (main, sampler, HTTP, one reader per
@@ -71,7 +72,7 @@ class Tree:
     def args(self) -> list[str]:
         return [f"--path.procfs={self.root / 'proc'}", f"--path.sysfs={self.root / 'sys'}",
                 f"--path.lxc={self.root / 'var' / 'lib' / 'lxc'}", f"--sample.interval={INTERVAL * 1000:g}ms",
-                "--no-recorder", "--no-kernel.events"]
+                f"--sample.deadline={DEADLINE * 1000:g}ms", "--no-recorder", "--no-kernel.events"]
 
     def plant(self, rel: str, attack: str) -> Path:
         return plant(self.root / rel, attack)
@@ -123,6 +124,9 @@ def test_hostile_file_fails_only_its_reader(tmp_path, rel, collector, attack):
     agent = Agent(tree.args())
     try:
         answered = time.monotonic() - started
+        first = agent.scrape()  # the first sample already read the file: its failure is there from the start
+        assert (first.value("lxcwatch_container_read_success", container="web") if collector == "lxc" else
+                first.value("lxcwatch_scrape_collector_success", collector=collector)) == 0
         if collector == "lxc":  # one container unreadable: the collector goes on with the others
             agent.wait_for(lambda e: e.value("lxcwatch_container_read_success", container="web") == 0,
                            "web's read_success 0")
@@ -143,7 +147,7 @@ def test_hostile_file_fails_only_its_reader(tmp_path, rel, collector, attack):
             assert exposition.value("lxcwatch_link_promiscuous", device="eth0") is None
             assert exposition.value("lxcwatch_link_promiscuous", device="lxcbr0") is not None
         used = assert_bounded(agent.proc.pid)
-        print(f"{rel} as {attack}: answered after {answered:.2f}s; {used}")
+        print(f"{rel} as {attack}: answered {answered:.2f}s after start, failure in the metric by then; {used}")
     finally:
         agent.stop()
 
@@ -259,7 +263,7 @@ def test_stuck_read_is_reported_and_sigterm_still_stops(stuck):
         exposition = agent.scrape()
         assert exposition.value("lxcwatch_scrape_collector_success", collector=collector) == 0
         assert_others_keep_sampling(agent, collector)
-        stuck_lines = logged(agent, "collector failed", f"collector={collector}", "stuck: no answer within 0.16s",
+        stuck_lines = logged(agent, "collector failed", f"collector={collector}", f"stuck: no answer within {DEADLINE:g}s",
                              f"last file opened {target}")
         assert len(stuck_lines) == 1, agent.output()  # logged once, however many samples it stays stuck
         first = assert_bounded(agent.proc.pid)
@@ -332,13 +336,15 @@ def test_a_hung_probe_holds_no_other_probe(tmp_path):
             agent.wait_for(lambda e: e.value("lxcwatch_container_probe_success", container="web", probe="up") == 1,
                            "the probe beside the hung one to succeed")
             up.close()  # now it is refused: its next attempts must say so while `hang` still hangs
+            closed = time.monotonic()
             seen = agent.wait_for(
                 lambda e: e.value("lxcwatch_container_probe_success", container="web", probe="up") == 0,
                 "the probe beside the hung one to fail", timeout=5)
             assert seen.value("lxcwatch_container_probe_success", container="web", probe="hang") is None
             assert_others_keep_sampling(agent, None)
             assert logged(agent, "probe failed", "probe=up", "Connection refused")
-            assert_bounded(agent.proc.pid)
+            used = assert_bounded(agent.proc.pid)
+            print(f"hung probe: the other probe's failure seen {time.monotonic() - closed:.2f}s after it began; {used}")
         finally:
             agent.stop()
 
