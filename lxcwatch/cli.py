@@ -78,6 +78,7 @@ def agent_parser() -> argparse.ArgumentParser:
                    help='flags from a file (/etc/default style: ARGS="--flag=value ..."), read again on SIGHUP; '
                         "flags on the command line win")
     config.add_source_flags(p)
+    config.add_deadline_flag(p)
     _lxc_flags(p, probe_flags=True)
     p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to (default: none, no lxcwatch_replica_info)")
     p.add_argument("--replica.name", dest="replica_name", default=None, metavar="NAME", help="this host's name in its group (default: hostname)")
@@ -95,6 +96,7 @@ def agent_parser() -> argparse.ArgumentParser:
 def status_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch status", description="Two samples one interval apart: per-NIC and per-CPU receive rates.")
     config.add_source_flags(p)
+    config.add_deadline_flag(p)
     _lxc_flags(p, probe_flags=False)
     _detect_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -119,6 +121,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         probes.check_file(args.probes_file)
     return daemon.Settings(
         listen=listen, telemetry_path=args.telemetry_path, procfs=args.procfs, sysfs=args.sysfs, interval=interval,
+        deadline=config.deadline(args.deadline, interval),
         collectors=tuple(n for n in COLLECTORS if getattr(args, f"collector_{n}")), thresholds=thresholds(args),
         agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
                             config_loaded_at=time.time()),
@@ -134,13 +137,14 @@ def run_status(args) -> int:
     config.check_roots(args.procfs, args.sysfs)
     sources = Sources.open(args.procfs, args.sysfs, lxc_paths(args))
     try:
-        sampler = Sampler(sources, list(COLLECTORS), interval, limits)
+        sampler = Sampler(sources, list(COLLECTORS), interval, limits, config.deadline(args.deadline, interval))
         first = sampler.sample()
         time.sleep(interval)  # the interval the rates are measured over
         sampler.sample()
         data = status.report(first, *sampler.current)
     finally:
         sources.close()
+    sys.stdout.reconfigure(errors="surrogateescape")  # a name that is not UTF-8 printed as its bytes, as by `ip`
     print(status.to_json(data) if args.json else status.to_text(data))
     return 0
 

@@ -18,7 +18,7 @@ from lxcwatch.web_config import WebConfig
 log = logging.getLogger("lxcwatch")
 
 # Flags a reload cannot change: the listener stays bound and the sources stay open.
-RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config")
+RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "deadline", "blackbox", "web_config")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Settings:
     procfs: str
     sysfs: str
     interval: float
+    deadline: float  # --sample.deadline: a collector slower than this is reported stuck
     collectors: tuple[str, ...]
     thresholds: classifier.Thresholds
     agent: metrics.Agent
@@ -69,10 +70,10 @@ def run(load: Callable[[], Settings]) -> int:
     signals = _Signals()  # before any thread starts, and so that a SIGHUP during start-up waits for the loop
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
                            settings.probes_interval)
-    sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds)
+    sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
     tls = settings.web_config.context if settings.web_config else None
     servers = [http.bind(address, None, tls) for address in settings.listen]  # bind first: a port in use fails fast
-    sampler.sample()  # the first scrape already has data
+    sampler.sample()  # the first scrape already has data; a stuck file delays it by the deadline at most
     box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
     box.sampled(*sampler.current)

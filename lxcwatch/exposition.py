@@ -29,9 +29,18 @@ def gauge(name: str, doc: str, labels: list[str] | None = None) -> Family:
     return Family(f"lxcwatch_{name}", "gauge", doc, tuple(labels or ()))
 
 
+def label_value(value: str) -> str:
+    """The one spelling of kernel bytes (decoded UTF-8 + surrogateescape, lxcwatch/fsroot.py) in a label: UTF-8 as
+    is, a byte that is not UTF-8 as \\xNN and, so that the spelling reverses to the bytes, a backslash as \\\\."""
+    if value.isascii() and "\\" not in value:
+        return value
+    raw = value.replace("\\", "\\\\").encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _escape(value: str) -> str:
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    if not value.isascii() or "\\" in value or '"' in value or "\n" in value:
+        return label_value(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return value
 
 
@@ -65,6 +74,12 @@ def render(families: list[Family], openmetrics: bool) -> bytes:
     if openmetrics:
         out.append("# EOF\n")
     return "".join(out).encode()
+
+
+def append(body: bytes, families: list[Family], openmetrics: bool) -> bytes:
+    """A rendered body with more families at its end (before OpenMetrics' # EOF): those computed per scrape."""
+    more = render(families, openmetrics)
+    return body[: -len(b"# EOF\n")] + more if openmetrics else body + more
 
 
 def negotiate(accept: str) -> tuple[bool, str]:

@@ -5,6 +5,7 @@ import html
 import socket
 import ssl
 import threading
+import time
 from socketserver import TCPServer, ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -33,10 +34,11 @@ class Exposition:
         with self._lock:
             cached = self._cache.get(content_type)
             if cached and cached[0] == (snap.seq, agent):
-                return cached[1], content_type
-            body = exposition.render(metrics.families(snap, agent, self.sampler.overruns, verdict, self.extra()), openmetrics)
-            self._cache[content_type] = ((snap.seq, agent), body)
-            return body, content_type
+                body = cached[1]
+            else:
+                body = exposition.render(metrics.families(snap, agent, self.sampler.overruns, verdict, self.extra()), openmetrics)
+                self._cache[content_type] = ((snap.seq, agent), body)
+        return exposition.append(body, [metrics.sample_age(snap, time.monotonic())], openmetrics), content_type
 
 
 LANDING = """<!DOCTYPE html>

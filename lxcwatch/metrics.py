@@ -100,7 +100,8 @@ def _links(s: Snapshot) -> Iterator[Family]:
                   ["device", "kind", "master", "operstate", "driver", "driver_version", "firmware_version", "bus_info"])
     ports: dict[str, int] = {}
     for link in links:
-        promiscuous.add([link.name], int(link.promiscuous))
+        if link.flags is not None:  # unreadable: unknown, and the links collector says so
+            promiscuous.add([link.name], int(link.promiscuous))
         if link.promiscuity is not None:
             promiscuity.add([link.name], link.promiscuity)
         up.add([link.name], int(link.operstate == "up"))
@@ -264,7 +265,7 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
     out: list[Family] = []
     success = {name: r.success for name, r in s.collectors.items()}
     for name in s.collectors:
-        if not success[name] or name not in RENDERERS:
+        if not (success[name] or s.collectors[name].partial) or name not in RENDERERS:
             continue
         try:
             out.extend(RENDERERS[name](s))
@@ -276,6 +277,13 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
     out.extend(extra)  # families the agent keeps outside the snapshot (the black box)
     out.extend(_self(s, agent, success, overruns))
     return out
+
+
+def sample_age(s: Snapshot, now_monotonic: float) -> Family:
+    """Computed at each scrape, not with the sample: a stalled sampling loop shows here, as an age that grows."""
+    age = _gauge("last_sample_age_seconds", "Seconds since the sample being served was taken (monotonic clock), at scrape time.")
+    age.add([], max(0.0, now_monotonic - s.monotonic))
+    return age
 
 
 def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) -> Iterator[Family]:

@@ -21,6 +21,7 @@ class CollectorResult:
     success: bool
     duration_seconds: float
     error: str = ""
+    partial: bool = False  # failed in part: its reading is kept and rendered (a link with an unreadable attribute)
 
 
 @dataclass(frozen=True, slots=True)
