@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from lxcwatch.collectors import COLLECTORS
+
 import netlab
 from agent import Agent, Exposition, free_port, lxcwatch_binary, wait_until
 from test_probes import full_listener
@@ -32,7 +34,6 @@ STUCKFS = Path(__file__).parent / "stuckfs.py"
 INTERVAL = 0.2
 DEADLINE = 1.0  # below the 5 s default, so that a stuck start answers quickly here (tests/test_config.py: the default)
 MiB = 1 << 20
-COLLECTORS = ("interrupts", "kthreads", "links", "lxc", "napi", "netdev", "softirqs", "softnet")
 # The untouched lxc-hybrid tree, measured: peak RSS 28 MiB, 11 threads (main, sampler, HTTP, one reader per
 # collector), 48 descriptors (kept-open container files). The bounds leave room for a scrape's thread and a
 # sample's garbage, and sit far below what an unbounded read reached (8.4 GB from /dev/zero, issue 12).

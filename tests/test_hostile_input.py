@@ -404,7 +404,7 @@ CONTROLLER_READINGS = {  # parser -> the value its file holds, read independentl
     cgroups._frozen: lambda t: "FROZEN" if keyed(t, "frozen") else "THAWED",
     CPUACCT_USAGE: lambda t: int(t) / 1e9,
     cgroups._cpu_stat: lambda t: None if keyed(t, "usage_usec") is None else keyed(t, "usage_usec") / 1e6,
-    int: int,
+    cgroups.u64: int,
     cgroups._v1_limit: lambda t: None if int(t) >= cgroups.V1_NO_LIMIT else int(t),
     cgroups._v2_max: lambda t: None if t == "max" else int(t),
     cgroups._oom_kill: lambda t: keyed(t, "oom_kill"),
@@ -420,7 +420,7 @@ def check_controller_parse(parse, text: str, result) -> None:
     (cgroups._frozen, "populated 1\nfrozen 1", "FROZEN"),
     (CPUACCT_USAGE, "1500000000", 1.5),
     (cgroups._cpu_stat, "usage_usec 7000000\nuser_usec 1", 7.0),
-    (int, "123456", 123456),
+    (cgroups.u64, "123456", 123456),
     (cgroups._v1_limit, "9223372036854771712", None),  # v1's "no limit": PAGE_COUNTER_MAX pages in bytes
     (cgroups._v1_limit, "536870912", 536870912),
     (cgroups._v2_max, "max", None),

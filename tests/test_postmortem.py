@@ -128,7 +128,9 @@ def test_summary_names_each_heavy_episode_at_its_onset(incident):
         expected = started + onset / SPEED
         # enter_samples (4) of evidence plus one partial interval, plus replay and sampling jitter
         assert expected - 0.3 <= begin <= expected + 0.9, (device, begin - expected, summary)
-        assert reason == "time_squeeze"  # packets per IRQ above the boundary, corroborated by squeezes (no poll counts)
+        # counter evidence (the trace has no poll counts): packets per IRQ above the boundary with squeezes, or a
+        # sample that saw packets but no IRQ (the replay rewrites files one by one while the agent reads them)
+        assert reason in ("time_squeeze", "packets_per_interrupt"), summary
     assert "stopped cleanly" in summary and "UNCLEAN" not in summary
     assert re.search(r"eth0: peak \d{6,} packets/s", summary)  # the trace peaks above 1M packets/s
 
