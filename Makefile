@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench bench-containers golden clean
+.PHONY: run test bench bench-containers golden clean dist
 
 $(STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
@@ -31,4 +31,23 @@ bench-containers: $(STAMP)
 	$(PY) bench/containers.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build $(DIST) *.egg-info
+
+# The release artifacts in dist/: the wheel; a wheelhouse tarball (the wheel and every dependency, built for this
+# machine's Python and architecture) that the Ansible role installs on hosts with no network; the Ansible
+# collection; SHA256SUMS of all three (docs/deploy.md).
+DIST      := dist
+VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lxcwatch/__init__.py)
+PLATFORM  := $(shell python3 -c 'import platform, sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')
+WHEELHOUSE := lxcwatch-$(VERSION)-wheelhouse-$(PLATFORM).tar.gz
+
+dist: $(STAMP)
+	rm -rf $(DIST) build
+	mkdir -p $(DIST)/wheelhouse
+	$(VENV)/bin/pip wheel --quiet --no-deps . -w $(DIST)
+	$(VENV)/bin/pip wheel --quiet $(DIST)/lxcwatch-$(VERSION)-py3-none-any.whl -w $(DIST)/wheelhouse
+	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C $(DIST) -cf - wheelhouse | gzip -n > $(DIST)/$(WHEELHOUSE)
+	rm -rf $(DIST)/wheelhouse build
+	$(VENV)/bin/ansible-galaxy collection build --output-path $(DIST) deploy/ansible >/dev/null
+	cd $(DIST) && sha256sum *.whl *.tar.gz > SHA256SUMS
+	cat $(DIST)/SHA256SUMS
