@@ -289,13 +289,10 @@ class Deployment:
         return self.runs[-1]
 
 
-def build_wheelhouse(dest: Path) -> Path:
-    """Wheels of this checkout and its dependencies, for targets with no route to an index."""
-    build = REPO / "build"
-    existed = build.exists()
-    try:
-        lxcenv.run(beside_python("pip"), "wheel", "--quiet", str(REPO), "-w", str(dest), timeout=600)
-    finally:
-        if not existed:  # setuptools builds in the tree; leave it as it was
-            shutil.rmtree(build, ignore_errors=True)
-    return dest
+def build_dist(dest: Path) -> dict[str, Path]:
+    """`make dist` into `dest`: {"wheelhouse": tarball, "role": tarball, "checksums": SHA256SUMS}."""
+    # -o: the venv running the tests is taken as it is, never rebuilt by the stamp's rule
+    lxcenv.run("make", "-C", str(REPO), "-o", ".venv/.installed", "dist", f"DIST={dest}", timeout=900)
+    (wheelhouse,) = dest.glob("lxcwatch-*-wheelhouse-*.tar.gz")
+    (role,) = dest.glob("lxcwatch-role-*.tar.gz")
+    return {"wheelhouse": wheelhouse, "role": role, "checksums": dest / "SHA256SUMS"}

@@ -1,6 +1,25 @@
-"""Filters that add lxcwatch's parts to an operator's prometheus.yml and alertmanager.yml, keeping everything else."""
+"""The role's filters: lxcwatch's parts added to an operator's prometheus.yml and alertmanager.yml, keeping
+everything else; bcrypt hashes for the web config that are the same on every run."""
 
+import base64
 import copy
+import hashlib
+
+import bcrypt
+from ansible.errors import AnsibleFilterError
+
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_BCRYPT64 = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def lxcwatch_bcrypt(password, seed, cost=10):
+    """bcrypt hash of `password` with a salt derived from `seed` (host and user), as the prometheus.prometheus
+    collection does for node_exporter: a second run writes the same file and restarts nothing."""
+    secret = str(password).encode()
+    if len(secret) > 72:
+        raise AnsibleFilterError(f"the password for {seed} is {len(secret)} bytes long; bcrypt takes at most 72")
+    salt = base64.b64encode(hashlib.sha256(str(seed).encode()).digest()[:16]).decode().rstrip("=")
+    return bcrypt.hashpw(secret, f"$2b${cost:02d}${salt.translate(str.maketrans(_BASE64, _BCRYPT64))}".encode()).decode()
 
 
 def lxcwatch_prometheus_config(current, job, rule_file, base):
@@ -61,4 +80,5 @@ class FilterModule:
         return {
             "lxcwatch_prometheus_config": lxcwatch_prometheus_config,
             "lxcwatch_alertmanager_config": lxcwatch_alertmanager_config,
+            "lxcwatch_bcrypt": lxcwatch_bcrypt,
         }
