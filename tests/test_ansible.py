@@ -93,6 +93,23 @@ def test_playbook_syntax(playbook, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("tag, first, last", [
+    ("lxcwatch_install", "Read the artifact's checksum", "Install the runbooks"),
+    ("lxcwatch_configure", "Write /etc/default/lxcwatch", "Reload systemd's units"),
+    ("lxcwatch_run", "Enable and start lxcwatch", "Scrape over plain HTTP"),
+])
+def test_tags_select_one_part_and_the_preflight(tmp_path, tag, first, last):
+    """As in prometheus.prometheus.node_exporter: install, configure and run each alone, the checks with each."""
+    r = run("ansible-playbook", "--list-tasks", "--tags", tag, "-i", INVENTORY, "lxcwatch.yml", home=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    tasks = re.findall(r"^\s+lxcwatch : (.+?)\tTAGS: \[(.*)\]$", r.stdout, re.MULTILINE)
+    names = [name for name, _ in tasks]
+    part = names[names.index("Note the service's state") + 1:]
+    assert names[1] == "Assert a Debian-family host with systemd and Python 3.11 or later", names
+    assert (part[0], part[-1]) == (first, last), part
+    assert all(tag in tags.split(", ") for _, tags in tasks[1:]), tasks
+
+
 def test_example_inventory_replica_groups(tmp_path):
     r = run("ansible-inventory", "-i", INVENTORY, "--list", home=tmp_path)
     assert r.returncode == 0, r.stderr
