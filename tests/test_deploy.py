@@ -285,6 +285,7 @@ def main_pids(fleet) -> dict[str, str]:
 
 def test_auth_off_and_on_again_restarts_the_agents(fleet, deployment):
     before = main_pids(fleet)
+    since = f"@{int(time.time()) - 1}"
     off = deployment.run(web=False)
     assert off.returncode == 0, off.tail()
     after_off = main_pids(fleet)
@@ -301,6 +302,8 @@ def test_auth_off_and_on_again_restarts_the_agents(fleet, deployment):
     for host in fleet.hosts:
         assert status(host) == 401
         assert host.metrics().value("lxcwatch_config_last_reload_successful") == 1
+        # The restart came first: no reload ever met the changed --web.config.file.
+        assert "restart needed" not in host.journal("-u", "lxcwatch", "--since", since)
 
 
 def test_a_reloadable_change_reloads_without_a_restart(fleet, deployment):
