@@ -105,9 +105,11 @@ def status_parser() -> argparse.ArgumentParser:
 
 def agent_settings(argv: list[str]) -> daemon.Settings:
     """The agent's flags: those of --config.file (if given) first, then the command line's, which win."""
-    args = agent_parser().parse_args(argv)
+    parser = agent_parser()
+    args = parser.parse_args(argv)
     if args.config_file:
-        args = agent_parser().parse_args(config.read_args_file(args.config_file) + argv)
+        argv = config.read_args_file(args.config_file) + argv
+        args = parser.parse_args(argv)
     interval = config.duration(args.interval)
     if not args.telemetry_path.startswith("/") or args.telemetry_path == "/":
         raise UsageError(f"invalid --web.telemetry-path {args.telemetry_path!r}: must start with / and not be /")
@@ -128,7 +130,8 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
         log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,
         blackbox=blackbox.options(args),
-        web_config=web_config.load(args.web_config_file) if args.web_config_file else None)
+        web_config=web_config.load(args.web_config_file) if args.web_config_file else None,
+        flags=vars(args), typed=config.typed_flags(parser, argv))
 
 
 def run_status(args) -> int:

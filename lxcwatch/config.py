@@ -86,3 +86,20 @@ def read_args_file(path: str) -> list[str]:
     if any(a.startswith("--config.file") for a in args or []):
         raise UsageError(f"{path}: --config.file cannot name another file")
     return args or []
+
+
+def typed_flags(parser, argv: list[str]) -> dict[str, str]:
+    """{dest: option string} of every option of `parser`: the one the user typed in `argv` (the last, as argparse
+    keeps the last value; an abbreviation is named in full), else the option's first name."""
+    table = parser._option_string_actions  # argparse's own map of option strings to actions
+    names = {}
+    for option, action in table.items():
+        names.setdefault(action.dest, option)
+    for word in argv:
+        if not word.startswith("--"):
+            continue
+        typed = word.split("=", 1)[0]
+        matches = [typed] if typed in table else [o for o in table if o.startswith(typed)]
+        if len(matches) == 1:
+            names[table[matches[0]].dest] = matches[0]
+    return names

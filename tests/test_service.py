@@ -224,11 +224,26 @@ def test_sighup_reloads_the_flags_without_dropping_the_listener(tmp_path):
         assert bad.value("lxcwatch_replica_info", replica_group="g", replica="b") == 1
         assert f"{flags}:1: No closing quotation" in agent.output()
 
-        # A flag that needs a restart: said, and the listener stays where it was.
+        # Flags that need a restart: the rest applies, the listener stays where it was, and until a restart the
+        # reload counts as failed, with the flags named as typed (an abbreviation in full).
         write_args(flags, "--replica.group=g --replica.name=d --web.listen-address=127.0.0.1:1")
         agent.proc.send_signal(signal.SIGHUP)
-        agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="d") == 1, "d")
-        assert "flags=listen" in agent.output()
+        half = agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="d") == 1, "d")
+        assert half.value("lxcwatch_config_last_reload_successful") == 0
+        assert loaded_at(half) == loaded_at(after)
+        assert "--web.listen-address changed; restart needed to apply it" in agent.output()
+        web = tmp_path / "web.yml"
+        web.write_text("basic_auth_users:\n  u: $2b$04$Y2pB2sn6EVqD/HulbeX8wORvVmDV4HnWTJugmS0qaPwyJPi2I1oP6\n")
+        write_args(flags, f"--replica.group=g --replica.name=e --web.config={web} --kernel.events")
+        agent.proc.send_signal(signal.SIGHUP)
+        still = agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="e") == 1, "e")
+        assert still.value("lxcwatch_config_last_reload_successful") == 0  # the scrape itself shows auth is not on
+        assert "--kernel.events, --web.config.file changed; restart needed to apply them" in agent.output()
+        # Back to what it runs with: a complete reload again.
+        write_args(flags, "--replica.group=g --replica.name=f")
+        agent.proc.send_signal(signal.SIGHUP)
+        whole = agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="f") == 1, "f")
+        assert whole.value("lxcwatch_config_last_reload_successful") == 1
     finally:
         stop.set()
         poller.join()
