@@ -69,3 +69,16 @@ def read_args_file(path: str) -> list[str]:
     if any(a.startswith("--config.file") for a in args or []):
         raise UsageError(f"{path}: --config.file cannot name another file")
     return args or []
+
+
+def add_napi_poll_include_flag(p, what: str) -> None:
+    p.add_argument("--collector.napi_poll.device-include", dest="napi_poll_include", default=None, metavar="REGEX",
+                   help=f"also {what} the NAPI polls of the interfaces whose name matches (e.g. '^veth'); the "
+                        "physical NICs' are always counted (default: none)")
+
+
+def napi_poll_include(args) -> "re.Pattern | None":
+    try:
+        return re.compile(args.napi_poll_include) if args.napi_poll_include else None
+    except re.error as e:
+        raise UsageError(f"invalid --collector.napi_poll.device-include {args.napi_poll_include!r}: {e}") from None

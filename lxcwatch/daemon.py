@@ -1,6 +1,7 @@
 """The agent process: bind, first sample, serve; SIGHUP reloads the flags, SIGTERM stops; systemd hears of each."""
 
 import dataclasses
+import re
 import logging
 import signal
 import threading
@@ -18,7 +19,8 @@ from lxcwatch.web_config import WebConfig
 log = logging.getLogger("lxcwatch")
 
 # Flags a reload cannot change: the listener stays bound and the sources stay open.
-RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config")
+RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config",
+                "napi_poll_include")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Settings:
     log_format: str
     blackbox: "blackbox.Options" = blackbox.Options()
     web_config: WebConfig | None = None  # --web.config.file, read at start only
+    napi_poll_include: re.Pattern | None = None  # --collector.napi_poll.device-include
 
     def lxc_key(self) -> tuple:
         return self.lxc_paths, self.probes_file, self.probes_interval
@@ -68,7 +71,7 @@ def run(load: Callable[[], Settings]) -> int:
     notifier.check_interval(settings.interval)
     signals = _Signals()  # before any thread starts, and so that a SIGHUP during start-up waits for the loop
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
-                           settings.probes_interval)
+                           settings.probes_interval, settings.napi_poll_include)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds)
     tls = settings.web_config.context if settings.web_config else None
     servers = [http.bind(address, None, tls) for address in settings.listen]  # bind first: a port in use fails fast
