@@ -1,5 +1,6 @@
 """The kernel's count of NAPI polls per device: perf_event_open counting events on napi:napi_poll (no BPF)."""
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -221,5 +222,6 @@ class PerfNapiPolls:
     def close(self) -> None:
         for group in self.groups:
             for fd in reversed(group):
-                os.close(fd)
+                with contextlib.suppress(OSError):  # already closed behind our back: what made the read fail
+                    os.close(fd)
         self.groups = []
