@@ -8,11 +8,14 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
+import sysconfig
 import zlib
 
 import pytest
 from agent import Agent, lxcwatch_binary, wait_until
 from napi_flood import FloodLab, Tracefs, TraceWindow
+from test_unprivileged import AS_NOBODY, ROOT, SYSTEM_PYTHON, system_python_matches
 
 import netlab
 from lxcwatch import ethtool, nics
@@ -209,3 +212,22 @@ def test_record_writes_the_counts_and_the_coalescing(flood_lab, tmp_path):
         if theirs is not None:
             line = f"{name} {theirs['rx-usecs']} {theirs['rx-frames']} {int(theirs['adaptive-rx'] == 'on')}"
             assert line in coalescing[0].splitlines(), coalescing[0]
+
+
+@pytest.mark.skipif(not system_python_matches(), reason=f"needs {SYSTEM_PYTHON} of Python {sys.version_info[:2]}")
+def test_the_units_capabilities_are_enough_as_an_unprivileged_user(tracefs):
+    """As `nobody` with exactly the unit's AmbientCapabilities (packaging/systemd/lxcwatch.service) the collector
+    counts; without CAP_PERFMON it says why."""
+    unit = (ROOT / "packaging" / "systemd" / "lxcwatch.service").read_text()
+    caps = re.search(r"^AmbientCapabilities=(.*)$", unit, re.M).group(1).split()
+    assert "CAP_PERFMON" in caps
+    env = {"PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}", "PYTHONDONTWRITEBYTECODE": "1"}
+    for granted, available in ((caps, 1), ([c for c in caps if c != "CAP_PERFMON"], 0)):
+        names = ",".join("+" + c.removeprefix("CAP_").lower() for c in granted)
+        command = [*AS_NOBODY, f"--inh-caps={names}", f"--ambient-caps={names}", SYSTEM_PYTHON, "-m", "lxcwatch"]
+        agent = Agent(["--sample.interval=200ms", "--path.lxc=/nonexistent"], env=env, cwd="/", command=command)
+        try:
+            seen = agent.wait_for(lambda e: e.value("lxcwatch_samples_total") >= 2 and e, "two samples")
+        finally:
+            agent.stop()
+        assert seen.value("lxcwatch_napi_poll_available") == available, (granted, seen.find("lxcwatch_napi_poll_unavailable"))
