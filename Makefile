@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench bench-containers golden clean
+.PHONY: run test bench bench-containers bench-napi-poll golden clean
 
 $(STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
@@ -29,6 +29,10 @@ bench: $(STAMP)
 # CPU per sample of the lxc collector: 50 real busybox containers (root) and a 500-container tree.
 bench-containers: $(STAMP)
 	$(PY) bench/containers.py $(ARGS)
+
+# Cost of the napi_poll collector: per NAPI poll on a veth flood, per sample for 128 CPUs x 8 NICs (root).
+bench-napi-poll: $(STAMP)
+	$(PY) bench/napi_poll.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

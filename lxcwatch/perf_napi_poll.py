@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import platform
+import resource
 import struct
 
 from lxcwatch.napi_poll import NapiPollReading, NapiPolls
@@ -19,8 +20,9 @@ TRACEPOINT = os.path.join("events", "napi", "napi_poll", "id")
 # in-tree NAPI polls with a budget of 1..64: its weight, BUSY_POLL_BUDGET (8) when busy-polled, or the
 # epoll busy-poll budget (<= 64 unless CAP_NET_ADMIN raised it). netpoll's TX-only polls pass 0 (never full).
 MAX_WEIGHT = 64
-# Budgets tried first: NAPI_POLL_WEIGHT, then BUSY_POLL_BUDGET; a poll stops at the branch its budget matches.
-_FULL_ORDER = (64, 8) + tuple(w for w in range(63, 0, -1) if w != 8)
+# NAPI_POLL_WEIGHT's branch first, and the other budgets behind one `budget != 64`: a poll of the usual
+# weight that is not full costs three comparisons, not 65. BUSY_POLL_BUDGET (8) heads the others.
+_OTHER_BUDGETS = (8,) + tuple(w for w in range(MAX_WEIGHT - 1, 0, -1) if w != 8)
 KINDS = ("polls", "full", "large_budget")  # the counting events of one device, in NapiPolls' field order
 
 _PERF_TYPE_TRACEPOINT = 2
@@ -55,8 +57,11 @@ def filters(device: str) -> tuple[str, str, str] | None:
     if quote is None or any(c in device for c in "*?[") or not device:
         return None
     polls = f"dev_name == {quote}{device}{quote}"
-    full = " || ".join(f"(budget == {w} && work >= {w})" for w in _FULL_ORDER)
-    return polls, f"{polls} && ({full})", f"{polls} && budget > {MAX_WEIGHT}"
+    others = " || ".join(f"(budget == {w} && work >= {w})" for w in _OTHER_BUDGETS)
+    full = f"(budget == {MAX_WEIGHT} && work >= {MAX_WEIGHT}) || (budget != {MAX_WEIGHT} && ({others}))"
+    # The string comparison last: it costs three times an integer one (docs/performance.md), and most polls
+    # are neither full nor of a large budget, so the integers alone reject them.
+    return polls, f"({full}) && {polls}", f"budget > {MAX_WEIGHT} && {polls}"
 
 
 def tracepoint_id(tracefs: tuple[str, ...] = TRACEFS) -> int:
@@ -117,6 +122,14 @@ def _paranoid() -> str:
             return f.read().strip()
     except OSError:
         return "unknown"
+
+
+def _allow_descriptors(needed: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards the hard one when the events need it (as Go programs do at start)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = len(os.listdir("/proc/self/fd")) + needed + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
 
 
 def _set_filter(fd: int, text: str) -> None:
@@ -182,6 +195,7 @@ class PerfNapiPolls:
             return
         config = tracepoint_id(self.tracefs)
         texts = [t for d in devices for t in filters(d)]
+        _allow_descriptors(len(cpus) * len(texts))
         try:
             for cpu in cpus:
                 group: list[int] = []

@@ -26,7 +26,8 @@ payload, address = b"x" * 64, (target, 9)
 if count:
     for _ in range(count):
         s.sendto(payload, address)
-        time.sleep(gap)
+        if gap:
+            time.sleep(gap)
 else:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -86,7 +87,7 @@ class FloodLab:
         return time.monotonic() - start
 
     def trickle(self, count: int, gap: float = 0.002) -> None:
-        """`count` datagrams `gap` apart: each poll finds one or two, never a full budget."""
+        """`count` datagrams `gap` apart (each poll finds one or two, never a full budget); gap 0: back to back."""
         if self._send(count=count, gap=gap).wait(timeout=count * gap + 60) != 0:
             raise RuntimeError("trickle sender failed")
 
