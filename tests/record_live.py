@@ -29,7 +29,9 @@ def record(out: Path, duration: int, device: str, lab: FloodLab, quiet: float, f
     wait_until(lambda: trace.exists() and zlib.decompressobj(31).decompress(trace.read_bytes()).count(b"\n") >= 2,
                "the trace's first sample", timeout=30)
     first = time.monotonic()
-    events = {"device": device, "threaded": True, "nic": "eth0 (virtio_net, this machine's own traffic only)"}
+    coalescing = subprocess.run(["ethtool", "-c", "eth0"], capture_output=True, text=True, check=True).stdout
+    events = {"device": device, "threaded": True, "nic": "eth0 (virtio_net, this machine's own traffic only)",
+              "ethtool -c eth0": coalescing.splitlines()}
     if flood:
         time.sleep(quiet)
         start = time.monotonic() - first

@@ -231,3 +231,16 @@ def test_the_units_capabilities_are_enough_as_an_unprivileged_user(tracefs):
         finally:
             agent.stop()
         assert seen.value("lxcwatch_napi_poll_available") == available, (granted, seen.find("lxcwatch_napi_poll_unavailable"))
+
+
+@pytest.mark.slow
+def test_the_documented_bench_command_runs():
+    """docs/performance.md's `make bench-napi-poll ARGS=--no-write-docs`, as written (~2.5 min)."""
+    docs = (ROOT / "docs" / "performance.md").read_text()
+    assert "make bench-napi-poll ARGS=--no-write-docs" in docs
+    out = subprocess.run(["make", "bench-napi-poll", "ARGS=--no-write-docs"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"**{128 * 8 * 3} descriptors**" in out.stdout  # 128 CPUs x 8 devices x 3 events
+    rows = re.findall(r"^\| (none|1 device|8 devices)\b.*\| ([\d.]+) µs \|", out.stdout, re.M)
+    assert [r[0] for r in rows] == ["none", "1 device", "8 devices"], out.stdout
