@@ -178,7 +178,7 @@ class LiveCounts:
     def __init__(self, sysfs: str, include=None):
         self.nics = NicDirectory(Root(sysfs))
         self.include = include
-        self.polls = PerfNapiPolls()
+        self.polls = PerfNapiPolls(warn=False)
         self.unavailable = ""  # why the trace carries no poll counts ("" while it does)
 
     def add(self, tree: Tree) -> None:

@@ -146,8 +146,10 @@ class PerfNapiPolls:
     counters only miss the polls between the last read and the re-open. Until counting works, each sample tries
     again and the reason is logged once."""
 
-    def __init__(self, tracefs: tuple[str, ...] = TRACEFS, cpus_path: str = "/sys/devices/system/cpu/online"):
+    def __init__(self, tracefs: tuple[str, ...] = TRACEFS, cpus_path: str = "/sys/devices/system/cpu/online",
+                 warn: bool = True):
         self.tracefs = tracefs
+        self.warn = warn  # log when counting stops or resumes (the agent); `record` says it its own way
         self.cpus_path = cpus_path
         self.devices: tuple[str, ...] = ()  # the devices being counted, in event order
         self.groups: list[list[int]] = []  # per CPU: [leader fd, sibling fds...]
@@ -171,15 +173,15 @@ class PerfNapiPolls:
         except OSError:
             self.close()  # the next sample opens them again; this one is a collector failure
             raise
-        if self.reason:
+        if self.reason and self.warn:
             log.info("counting NAPI polls again", extra={"devices": ",".join(self.devices)})
-            self.reason = ""
+        self.reason = ""
         return NapiPollReading(dict(self.last))
 
     def _unavailable(self, reason: str) -> None:
-        if reason != self.reason:
+        if reason != self.reason and self.warn:
             log.warning("NAPI poll counts unavailable: detection uses the counters only", extra={"reason": reason})
-            self.reason = reason
+        self.reason = reason
 
     def _reopen(self, devices: tuple[str, ...], cpus: tuple[int, ...]) -> None:
         if self.groups:

@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -135,6 +136,12 @@ def test_unavailable_says_why_and_the_collector_still_succeeds(tmp_path, tracefs
     assert PerfNapiPolls(tracefs=(str(tmp_path),)).read(["eth0"]).unavailable.startswith("tracefs not mounted")
     (tmp_path / "events").mkdir()
     assert PerfNapiPolls(tracefs=(str(tmp_path),)).read(["eth0"]).unavailable.startswith("no tracepoint napi:napi_poll")
+
+    few = subprocess.run([sys.executable, "-c", "from lxcwatch.perf_napi_poll import PerfNapiPolls; "
+                          "print(PerfNapiPolls().read([f'lxwnic{i}' for i in range(20)]).unavailable)"],
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+                         capture_output=True, text=True, timeout=60)
+    assert few.stdout.startswith("perf_event_open: too many open files"), few.stdout + few.stderr  # 120 needed
 
     agent = Agent(["--sample.interval=200ms", "--path.lxc=/nonexistent"], command=[*NO_CAPABILITIES, lxcwatch_binary()])
     try:
