@@ -18,7 +18,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -105,7 +104,7 @@ def per_sample(samples: int, cpus: int) -> dict:
             "here": len(here)}
 
 
-def render(poll: dict, sample: dict, args) -> str:
+def render(poll: dict, sample: dict) -> str:
     base = poll["cpu"]["none"]
     lines = [
         f"Measured {datetime.date.today()} on {platform.node()} ({os.cpu_count()} CPUs, Linux {platform.release()}, "
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             lab.cleanup()
     finally:
         tracefs.close()
-    markdown = render(poll, sample, args)
+    markdown = render(poll, sample)
     print(markdown)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(markdown)

@@ -120,7 +120,8 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         collectors=tuple(n for n in COLLECTORS if getattr(args, f"collector_{n}")), thresholds=thresholds(args),
         agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
                             config_loaded_at=time.time()),
-        lxc_paths=lxc_paths(args), napi_poll_include=config.napi_poll_include(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
+        lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
+        napi_poll_include=config.napi_poll_include(args),
         log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,
         blackbox=blackbox.options(args),
         web_config=web_config.load(args.web_config_file) if args.web_config_file else None)

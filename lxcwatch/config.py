@@ -77,7 +77,7 @@ def add_napi_poll_include_flag(p, what: str) -> None:
                         "physical NICs' are always counted (default: none)")
 
 
-def napi_poll_include(args) -> "re.Pattern | None":
+def napi_poll_include(args) -> re.Pattern | None:
     try:
         return re.compile(args.napi_poll_include) if args.napi_poll_include else None
     except re.error as e:

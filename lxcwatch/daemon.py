@@ -1,8 +1,8 @@
 """The agent process: bind, first sample, serve; SIGHUP reloads the flags, SIGTERM stops; systemd hears of each."""
 
 import dataclasses
-import re
 import logging
+import re
 import signal
 import threading
 import time
