@@ -5,6 +5,7 @@ import ctypes
 import errno
 import fcntl
 import logging
+import operator
 import os
 import platform
 import resource
@@ -219,8 +220,7 @@ class PerfNapiPolls:
             data = os.read(group[0], size)
             if len(data) != size:
                 raise OSError(errno.EIO, f"perf event group read {len(data)} of {size} bytes")
-            for i, value in enumerate(struct.unpack(f"={1 + len(sums)}Q", data)[1:]):
-                sums[i] += value
+            sums = list(map(operator.add, sums, struct.unpack_from(f"={len(sums)}Q", data, 8)))  # after `nr`
         totals = {}
         for i, device in enumerate(self.devices):
             base = self.base.get(device, NapiPolls(0, 0))
