@@ -1,8 +1,11 @@
 """The napi_poll tree file, the ftrace filters of the counting events, and the kernel's CPU lists (no kernel needed)."""
 
 import re
+import shutil
 
 import pytest
+from agent import Agent
+from test_e2e_golden import HOSTS
 
 from lxcwatch import ethtool, napi_poll
 from lxcwatch.errors import ParseError
@@ -50,3 +53,25 @@ def test_cpu_lists():
 
 def test_coalesce_request_is_struct_ethtool_coalesce():
     assert ethtool._COALESCE.size == 23 * 4  # include/uapi/linux/ethtool.h: 23 __u32
+
+
+def test_a_tree_with_counts_exports_them_and_a_broken_file_fails_only_its_collector(tmp_path):
+    root = tmp_path / "host"
+    shutil.copytree(HOSTS / "tg3-pair", root, symlinks=True)
+    counts = root / "proc" / napi_poll.SOURCE
+    counts.parent.mkdir()
+    counts.write_text("# device polls full_polls large_budget_polls\neth0 5000 4100 0\n")
+    agent = Agent([f"--path.procfs={root / 'proc'}", f"--path.sysfs={root / 'sys'}", f"--path.lxc={tmp_path}",
+                   "--sample.interval=50ms"])
+    try:
+        seen = agent.wait_for(lambda e: e.value("lxcwatch_napi_poll_available") == 1 and e, "the tree's counts")
+        assert (seen.value("lxcwatch_nic_napi_polls_total", device="eth0"),
+                seen.value("lxcwatch_nic_napi_full_polls_total", device="eth0")) == (5000, 4100)
+        counts.write_text("# device polls full_polls large_budget_polls\neth0 5000 banana 0\n")
+        broken = agent.wait_for(lambda e: e.value("lxcwatch_scrape_collector_success", collector="napi_poll") == 0
+                                and e, "the broken file to fail the collector")
+        assert broken.value("lxcwatch_scrape_collector_success", collector="napi") == 1
+        assert not broken.find("lxcwatch_napi_poll_available")
+    finally:
+        agent.stop()
+    assert "lxcwatch/napi_poll:2: not a count" in agent.output()
