@@ -2,8 +2,11 @@
 
 import os
 
-from lxcwatch.fsroot import ATTR_CAP, PROC_CAP, PROC_CAPS, read_attr, read_bytes
+from lxcwatch import collectors, ethtool_coalesce, napi_poll
+from lxcwatch.fsroot import ATTR_CAP, PROC_CAP, PROC_CAPS, Root, read_attr, read_bytes
 from lxcwatch.kthreads import RESCAN_SAMPLES, identify
+from lxcwatch.nics import NicDirectory
+from lxcwatch.perf_napi_poll import PerfNapiPolls
 from lxcwatch.trace import Tree
 
 PROC_FILES = (
@@ -17,6 +20,8 @@ PROC_FILES = (
     "sys/net/core/netdev_max_backlog",
     "sys/net/core/busy_poll",
     "sys/net/core/busy_read",
+    napi_poll.SOURCE,  # not kernel files: on a tree they are copied; on the live host LiveCounts writes them
+    ethtool_coalesce.SOURCE,
 )
 # Attributes that change while a host runs: re-read every sample (docs/trace-format.md); `master` is a link.
 LINK_VOLATILE = ("flags", "operstate", "carrier", "threaded", "napi_defer_hard_irqs", "gro_flush_timeout")
@@ -165,13 +170,38 @@ def _refresh(reader: Reader, rel: str, link: bool = False) -> bool:
     return False
 
 
+class LiveCounts:
+    """On the live host, the two files no kernel has (docs/contract.md): the tracepoint's poll counts of the
+    devices the napi_poll collector counts, and the NICs' interrupt coalescing."""
+
+    def __init__(self, sysfs: str, include=None):
+        self.nics = NicDirectory(Root(sysfs))
+        self.include = include
+        self.polls = PerfNapiPolls(warn=False)
+        self.unavailable = ""  # why the trace carries no poll counts ("" while it does)
+
+    def add(self, tree: Tree) -> None:
+        reading = self.polls.read(collectors.napi_poll_devices(self.nics, self.include))
+        self.unavailable = reading.unavailable
+        polls_path, coalesce_path = f"proc/{napi_poll.SOURCE}", f"proc/{ethtool_coalesce.SOURCE}"
+        if reading.unavailable:
+            tree.files.pop(polls_path, None)
+        else:
+            tree.files[polls_path] = napi_poll.format_counts(reading.counts)
+        tree.files[coalesce_path] = ethtool_coalesce.format_values(collectors.live_coalesce(self.nics.current()))
+
+    def close(self) -> None:
+        self.polls.close()
+
+
 class Capturer:
     """Successive captures: a full one when the set of interfaces changes (and every RESCAN_SAMPLES samples,
-    to find new kernel threads and changed IRQs), a volatile one otherwise."""
+    to find new kernel threads and changed IRQs), a volatile one otherwise. `live` adds the live host's files."""
 
-    def __init__(self, procfs: str, sysfs: str):
+    def __init__(self, procfs: str, sysfs: str, live: LiveCounts | None = None):
         self.procfs = procfs
         self.sysfs = sysfs
+        self.live = live
         self.tree: Tree | None = None
         self._names: list[str] = []
         self._age = 0
@@ -183,4 +213,6 @@ class Capturer:
             self.tree, self._names, self._age = full(self.procfs, self.sysfs), names, 0
         else:
             self.tree = volatile(self.procfs, self.sysfs, self.tree, names)
+        if self.live is not None:
+            self.live.add(self.tree)
         return self.tree

@@ -85,6 +85,7 @@ def agent_parser() -> argparse.ArgumentParser:
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction, default=True,
                        help=f"enable the {name} collector (default: enabled; --no-collector.{name} disables)")
+    config.add_napi_poll_include_flag(p, "count")
     _detect_flags(p)
     p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
@@ -128,6 +129,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
                             config_loaded_at=time.time()),
         lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
+        napi_poll_include=config.napi_poll_include(args),
         log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,
         blackbox=blackbox.options(args),
         web_config=web_config.load(args.web_config_file) if args.web_config_file else None,

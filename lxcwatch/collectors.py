@@ -1,17 +1,20 @@
 """The collectors: each reads one concern of the host into a reading. Names make the --collector.NAME flags."""
 
 import os
+import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxcwatch import interrupts as interrupts_file
-from lxcwatch import ethtool_coalesce, napi, napi_poll, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch import ethtool, ethtool_coalesce, napi, napi_poll, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.fsroot import Root
 from lxcwatch.irq_vectors import assign
 from lxcwatch.kthreads import KernelThreads
 from lxcwatch.links import SysfsLinks
 from lxcwatch.lxc_host import DEFAULT_LXC_PATH, LxcHost
 from lxcwatch.nics import NicDirectory
+from lxcwatch.perf_napi_poll import PerfNapiPolls
 from lxcwatch.snapshot import Interrupts, Softirqs
 
 
@@ -27,10 +30,12 @@ class Sources:
     assigned: tuple | None = None  # (key, NicIrqs) of the last IRQ assignment
     lxc: LxcHost | None = None  # containers of the LXC paths (--path.lxc), probes on their own thread
     napi_polls: object = None  # TreeNapiPolls on a tree; on the live host the tracepoint's counters
+    napi_poll_include: re.Pattern | None = None  # --collector.napi_poll.device-include: counted beside the NICs
 
     @classmethod
     def open(cls, procfs: str, sysfs: str, lxc_paths: tuple[str, ...] = (DEFAULT_LXC_PATH,),
-             probes_file: str | None = None, probes_interval: float = 10.0) -> "Sources":
+             probes_file: str | None = None, probes_interval: float = 10.0,
+             napi_poll_include: re.Pattern | None = None) -> "Sources":
         sys_root = Root(sysfs)
         if is_live(sysfs):
             from lxcwatch.netlink import NetlinkLinks  # netlink describes only the live kernel
@@ -40,7 +45,8 @@ class Sources:
             links = SysfsLinks(sys_root)
         sources = cls(Root(procfs), sys_root, NicDirectory(sys_root), links, KernelThreads(Root(procfs)))
         sources.lxc = sources.lxc_host(lxc_paths, probes_file, probes_interval)
-        sources.napi_polls = LiveNapiPolls() if is_live(sysfs) else TreeNapiPolls(sources.procfs)
+        sources.napi_polls = PerfNapiPolls() if is_live(sysfs) else TreeNapiPolls(sources.procfs)
+        sources.napi_poll_include = napi_poll_include
         return sources
 
     def lxc_host(self, lxc_paths: tuple[str, ...], probes_file: str | None, probes_interval: float) -> LxcHost:
@@ -115,20 +121,17 @@ class TreeNapiPolls:
         return napi_poll.NapiPollReading(napi_poll.parse(text))
 
 
-class LiveNapiPolls:
-    """Placeholder until the perf_event_open counting lands."""
-
-    def read(self, devices: list[str]) -> napi_poll.NapiPollReading:
-        return napi_poll.NapiPollReading(unavailable="not implemented")
-
-    def close(self) -> None:
-        pass
+def live_coalesce(names) -> dict[str, ethtool_coalesce.Coalesce]:
+    """One ETHTOOL_GCOALESCE per interface; those whose driver has no coalescing ops are left out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        found = {name: ethtool.coalesce(sock, name) for name in names}
+    return {name: c for name, c in found.items() if c is not None}
 
 
 def read_coalesce(s: Sources) -> dict:
-    """Interrupt coalescing per NIC: from the tree's file; on the live host from ETHTOOL_GCOALESCE (to come)."""
+    """Interrupt coalescing per NIC: from the tree's file; on the live host from the NICs' drivers."""
     if is_live(s.sysfs.path):
-        return {}
+        return live_coalesce(s.nics.current())
     try:
         return ethtool_coalesce.parse(s.procfs.read(ethtool_coalesce.SOURCE))
     except FileNotFoundError:
@@ -139,8 +142,16 @@ def read_napi(s: Sources):
     return napi.read(s.procfs, s.sysfs, sorted(s.nics.current()), read_coalesce(s))
 
 
+def napi_poll_devices(nics: NicDirectory, include: re.Pattern | None) -> list[str]:
+    """The physical NICs (what detection judges), and the interfaces --collector.napi_poll.device-include names."""
+    devices = set(nics.current())
+    if include is not None:
+        devices.update(n for n in nics.sysfs.listdir("class", "net") if include.search(n))
+    return sorted(devices)
+
+
 def read_napi_poll(s: Sources):
-    return s.napi_polls.read(sorted(s.nics.current()))
+    return s.napi_polls.read(napi_poll_devices(s.nics, s.napi_poll_include))
 
 
 def read_kthreads(s: Sources):

@@ -103,3 +103,16 @@ def typed_flags(parser, argv: list[str]) -> dict[str, str]:
         if len(matches) == 1:
             names[table[matches[0]].dest] = matches[0]
     return names
+
+
+def add_napi_poll_include_flag(p, what: str) -> None:
+    p.add_argument("--collector.napi_poll.device-include", dest="napi_poll_include", default=None, metavar="REGEX",
+                   help=f"also {what} the NAPI polls of the interfaces whose name matches (e.g. '^veth'); the "
+                        "physical NICs' are always counted (default: none)")
+
+
+def napi_poll_include(args) -> re.Pattern | None:
+    try:
+        return re.compile(args.napi_poll_include) if args.napi_poll_include else None
+    except re.error as e:
+        raise UsageError(f"invalid --collector.napi_poll.device-include {args.napi_poll_include!r}: {e}") from None

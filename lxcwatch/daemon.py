@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import re
 import signal
 import threading
 import time
@@ -29,6 +30,7 @@ RESTART_ONLY = {
     "blackbox": ("recorder_path", "recorder_size", "recorder", "recorder_sync", "kernel_events", "journal", "kmsg",
                  "pstore"),
     "web_config": ("web_config_file",),
+    "napi_poll_include": ("napi_poll_include",),
 }
 
 
@@ -54,6 +56,7 @@ class Settings:
     web_config: WebConfig | None = None  # --web.config.file, read at start only
     flags: dict = field(default_factory=dict, compare=False)  # {dest: parsed value} of every flag
     typed: dict = field(default_factory=dict, compare=False)  # {dest: the option string the user typed}
+    napi_poll_include: re.Pattern | None = None  # --collector.napi_poll.device-include
 
     def lxc_key(self) -> tuple:
         return self.lxc_paths, self.probes_file, self.probes_interval
@@ -82,7 +85,7 @@ def run(load: Callable[[], Settings]) -> int:
     notifier.check_interval(settings.interval)
     signals = _Signals()  # before any thread starts, and so that a SIGHUP during start-up waits for the loop
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
-                           settings.probes_interval)
+                           settings.probes_interval, settings.napi_poll_include)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
     tls = settings.web_config.context if settings.web_config else None
     servers = [http.bind(address, None, tls) for address in settings.listen]  # bind first: a port in use fails fast

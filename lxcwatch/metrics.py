@@ -129,6 +129,12 @@ def _napi(s: Snapshot) -> Iterator[Family]:
     threaded = _gauge("link_napi_threaded", "1 if the NIC polls in napi/<dev> kernel threads.", ["device"])
     defer = _gauge("link_napi_defer_hard_irqs", "Polls that may end empty before hard IRQs are re-enabled.", ["device"])
     gro = _gauge("link_gro_flush_timeout_seconds", "GRO flush timeout; with napi_defer_hard_irqs it defers IRQs.", ["device"])
+    rx_delay = _gauge("link_coalesce_rx_delay_seconds", "Interrupt coalescing (ethtool -c rx-usecs): how long the NIC "
+                      "may delay an RX interrupt after a packet; 0: no time-based coalescing.", ["device"])
+    rx_frames = _gauge("link_coalesce_rx_max_frames", "Interrupt coalescing (ethtool -c rx-frames): packets the NIC "
+                       "may gather before an RX interrupt; 0: no count-based coalescing.", ["device"])
+    rx_adaptive = _gauge("link_coalesce_rx_adaptive", "1 if the driver moves RX coalescing with the load "
+                         "(ethtool -c adaptive-rx: DIM, adaptive ITR).", ["device"])
     for name, t in sorted(s.napi.nics.items()):
         if t.threaded is not None:
             threaded.add([name], int(t.threaded))
@@ -136,7 +142,11 @@ def _napi(s: Snapshot) -> Iterator[Family]:
             defer.add([name], t.defer_hard_irqs)
         if t.gro_flush_timeout_ns is not None:
             gro.add([name], t.gro_flush_timeout_ns / 1e9)
-    yield from (threaded, defer, gro)
+        if t.coalesce is not None:
+            rx_delay.add([name], t.coalesce.rx_usecs / 1e6)
+            rx_frames.add([name], t.coalesce.rx_frames)
+            rx_adaptive.add([name], int(t.coalesce.adaptive_rx))
+    yield from (threaded, defer, gro, rx_delay, rx_frames, rx_adaptive)
     for sysctl, name, scale, doc in SYSCTLS:
         if sysctl in s.napi.sysctls:
             family = _gauge(name, doc)
@@ -161,13 +171,19 @@ def _napi_poll(s: Snapshot) -> Iterator[Family]:
     available.add([], int(not reading.unavailable))
     yield available
     if reading.unavailable:
+        why = _gauge("napi_poll_unavailable", "Why the napi:napi_poll counts are not read; value is always 1.", ["reason"])
+        why.add([reading.unavailable], 1)
+        yield why
         return
     polls = _counter("nic_napi_polls", "NAPI polls of the device (tracepoint napi:napi_poll).", ["device"])
     full = _counter("nic_napi_full_polls", "NAPI polls that used their whole budget: polled again with the IRQ masked.", ["device"])
+    large = _counter("nic_napi_large_budget_polls", "NAPI polls with a budget above 64 (NAPI_POLL_WEIGHT), "
+                     "never counted as full: above 0, the full-poll count misses some.", ["device"])
     for device, c in sorted(reading.counts.items()):
         polls.add([device], c.polls)
         full.add([device], c.full)
-    yield from (polls, full)
+        large.add([device], c.large_budget)
+    yield from (polls, full, large)
 
 
 CONTAINER_USAGE = (  # (CgroupUsage field, metric, counter?, help)

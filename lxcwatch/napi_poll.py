@@ -7,7 +7,7 @@ from lxcwatch.errors import ParseError
 # Not a kernel file: in tree mode (--path.procfs is a tree) the counts come from here. `lxcwatch record`
 # writes it from the live counters, so a replayed trace carries them (docs/contract.md).
 SOURCE = "lxcwatch/napi_poll"
-HEADER = "# device polls full_polls"
+HEADER = "# device polls full_polls large_budget_polls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,7 @@ class NapiPolls:
 
     polls: int  # napi_poll events of the device: one per call of its poll function
     full: int  # polls whose work reached their budget: the device is polled again with its IRQ still masked
+    large_budget: int = 0  # polls with a budget above NAPI_POLL_WEIGHT (64): counted in polls, never judged full
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,17 @@ def parse(text: str) -> dict[str, NapiPolls]:
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split()
-        if len(fields) != 3:
-            raise ParseError(SOURCE, f"expected 'device polls full_polls', found {line.strip()[:60]!r}", number)
-        device, polls, full = fields
-        if not (polls.isdigit() and full.isdigit()):
+        if len(fields) not in (3, 4):  # traces recorded before large_budget_polls have three columns
+            raise ParseError(SOURCE, f"expected 'device polls full_polls [large_budget_polls]', found {line.strip()[:60]!r}", number)
+        device, *values = fields
+        if not all(v.isdigit() for v in values):
             raise ParseError(SOURCE, f"not a count in {line.strip()[:60]!r}", number)
-        if int(full) > int(polls):
-            raise ParseError(SOURCE, f"{device}: more full polls ({full}) than polls ({polls})", number)
-        counts[device] = NapiPolls(int(polls), int(full))
+        polls, full, large = (int(v) for v in values + ["0"] * (4 - len(fields)))
+        if full + large > polls:
+            raise ParseError(SOURCE, f"{device}: more full ({full}) and large-budget ({large}) polls than polls ({polls})", number)
+        counts[device] = NapiPolls(polls, full, large)
     return counts
 
 
 def format_counts(counts: dict[str, NapiPolls]) -> str:
-    return "".join([HEADER + "\n"] + [f"{d} {c.polls} {c.full}\n" for d, c in sorted(counts.items())])
+    return "".join([HEADER + "\n"] + [f"{d} {c.polls} {c.full} {c.large_budget}\n" for d, c in sorted(counts.items())])

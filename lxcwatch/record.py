@@ -9,7 +9,8 @@ import threading
 import time
 
 from lxcwatch import config, trace
-from lxcwatch.capture import Capturer
+from lxcwatch.capture import Capturer, LiveCounts
+from lxcwatch.collectors import is_live
 from lxcwatch.errors import RuntimeFailure, UsageError
 
 _SIZE = re.compile(r"(\d+)(B|KB|MB|GB|KiB|MiB|GiB)?")
@@ -22,6 +23,7 @@ def add_arguments(p) -> None:
     config.add_source_flags(p)
     p.add_argument("--max-size", dest="max_size", default="64MiB", metavar="SIZE",
                    help="stop before the compressed trace would grow past this, e.g. 64MiB, 10MB, 1024 (default 64MiB)")
+    config.add_napi_poll_include_flag(p, "record (on the live host)")
 
 
 def size(text: str) -> int:
@@ -62,17 +64,19 @@ def run(args) -> int:
     max_size = size(args.max_size)
     config.check_roots(args.procfs, args.sysfs)
     count = max(1, math.ceil(duration / interval - 1e-9))  # samples at t = 0, interval, ... below duration
+    include = config.napi_poll_include(args)
     try:
         writer = trace.Writer(open(args.out, "wb"), max_size)
     except OSError as e:
         raise RuntimeFailure(f"--out {args.out}: {e.strerror}") from None
+    live = LiveCounts(args.sysfs, include) if is_live(args.sysfs) else None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         head = trace.header(interval, _kernel_attr(args.procfs, "hostname"), time.time(),
                             _kernel_attr(args.procfs, "osrelease"))
         if writer.write(trace.encode(head)):
-            written, full = record(writer, Capturer(args.procfs, args.sysfs), interval, count, stop)
+            written, full = record(writer, Capturer(args.procfs, args.sysfs, live), interval, count, stop)
         else:
             written, full = 0, True
         writer.close()
@@ -81,9 +85,13 @@ def run(args) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if live is not None:
+            live.close()
     if written == 0:
         os.unlink(args.out)
         raise RuntimeFailure(f"--max-size {args.max_size} is too small for the first sample; nothing recorded")
+    if live is not None and live.unavailable:
+        print(f"lxcwatch: no NAPI poll counts in the trace: {live.unavailable}", file=sys.stderr)
     what = f"{written} samples ({writer.size} bytes) to {args.out}"
     print(f"lxcwatch: --max-size {args.max_size} reached: stopped after {what}" if full else f"lxcwatch: recorded {what}",
           file=sys.stderr)

@@ -34,7 +34,7 @@ def test_a_broken_source_fails_only_its_collector_and_is_logged_once(tree):
         seen = agent.wait_for(lambda e: e.value("lxcwatch_samples_total") >= 5, "five samples")
         assert seen.value("lxcwatch_scrape_collector_success", collector="softnet") == 0
         assert not seen.find("lxcwatch_softnet_processed_total")
-        for name in ("softirqs", "interrupts", "netdev", "links", "napi", "kthreads", "lxc"):
+        for name in ("softirqs", "interrupts", "netdev", "links", "napi", "kthreads", "napi_poll", "lxc"):
             assert seen.value("lxcwatch_scrape_collector_success", collector=name) == 1, name
         assert seen.value("lxcwatch_link_receive_packets_total", device="eth0") is not None
 

@@ -14,7 +14,7 @@ import netlab
 from agent import Agent
 
 HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"
-COLLECTORS = ("softnet", "softirqs", "interrupts", "netdev", "links", "napi", "kthreads", "lxc")
+COLLECTORS = ("softnet", "softirqs", "interrupts", "netdev", "links", "napi", "kthreads", "napi_poll", "lxc")
 
 
 def copy_tree(name: str, tmp_path: Path) -> Path:

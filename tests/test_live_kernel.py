@@ -15,7 +15,7 @@ from agent import Agent, lxcwatch_binary
 pytestmark = pytest.mark.live
 
 PINGS = 20
-COLLECTORS = {"softnet", "interrupts", "softirqs", "netdev", "links", "napi", "kthreads", "lxc"}  # docs/contract.md
+COLLECTORS = {"softnet", "interrupts", "softirqs", "netdev", "links", "napi", "kthreads", "napi_poll", "lxc"}  # docs/contract.md
 PACKET_COUNTERS = ("lxcwatch_link_receive_packets_total", "lxcwatch_link_transmit_packets_total")
 
 

@@ -1,4 +1,4 @@
-"""The shipped unit, checked by systemd itself: `systemd-analyze verify` and the security exposure (<= 2.0)."""
+"""The shipped unit, checked by systemd itself: `systemd-analyze verify` and the security exposure (<= 2.1)."""
 
 import re
 import shutil
@@ -45,9 +45,11 @@ def exposure(out: subprocess.CompletedProcess) -> float:
     return float(found.group(1))
 
 
-def test_security_exposure_is_at_most_2():
-    out = analyze("security", "--offline=true", "--threshold=20", str(UNIT))  # threshold in tenths
-    assert exposure(out) <= 2.0, out.stdout
+def test_security_exposure_is_at_most_2_1():
+    """2.0 before the napi_poll collector; allowing perf_event_open, which systemd files under @debug, costs the
+    0.1 above it (CAP_PERFMON itself is not scored by systemd 252). docs/service.md has the figures."""
+    out = analyze("security", "--offline=true", "--threshold=21", str(UNIT))  # threshold in tenths
+    assert exposure(out) <= 2.1, out.stdout
     assert out.returncode == 0, out.stdout
 
 
