@@ -117,7 +117,7 @@ class TreeNapiPolls:
         try:
             text = self.procfs.read(napi_poll.SOURCE)
         except FileNotFoundError:
-            return napi_poll.NapiPollReading(unavailable=f"{self.procfs.join(napi_poll.SOURCE)}: absent from the tree")
+            return napi_poll.NapiPollReading(unavailable=f"{napi_poll.SOURCE}: absent from the tree (recorded without the kernel's poll counts)")
         return napi_poll.NapiPollReading(napi_poll.parse(text))
 
 

@@ -1,6 +1,6 @@
-"""Records the live traces of tests/corpus-live/ with the real `lxcwatch record` on this machine (root).
+"""Records the live traces of tests/corpus/live/ with the real `lxcwatch record` on this machine (root).
 
-    .venv/bin/python tests/record_live.py tests/corpus-live
+    .venv/bin/python tests/record_live.py tests/corpus/live
 
 Two traces of --duration each, with the tracepoint's poll counts beside the counters: `veth-flood` (a
 threaded veth of tests/napi_flood.py flooded by two UDP senders from --quiet seconds in, for

@@ -1,4 +1,4 @@
-"""The traces recorded on this machine's live kernel (tests/corpus-live/, made by tests/record_live.py): the
+"""The traces recorded on this machine's live kernel (tests/corpus/live/, made by tests/record_live.py): the
 tracepoint's counts are in them, full polls only while the flood ran, and the coalescing `ethtool -c` showed."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 
 from lxcwatch import ethtool_coalesce, napi_poll, trace
 
-CORPUS = Path(__file__).resolve().parent / "corpus-live"
+CORPUS = Path(__file__).resolve().parent / "corpus" / "live"
 NAMES = ("veth-flood", "quiet")
 
 

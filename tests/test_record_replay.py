@@ -228,7 +228,9 @@ def test_max_size_stops_the_recording_early_with_a_notice(tmp_path):
                    "--max-size", str(limit))
     assert time.monotonic() - started < 30
     assert out.returncode == 0, out.stderr
-    assert out.stderr.startswith(f"lxcwatch: --max-size {limit} reached: stopped after ") and out.stderr.count("\n") == 1
+    *notices, last = out.stderr.splitlines()  # a host without the tracepoint says so once, before
+    assert last.startswith(f"lxcwatch: --max-size {limit} reached: stopped after "), out.stderr
+    assert all(n.startswith("lxcwatch: no NAPI poll counts in the trace: ") for n in notices) and len(notices) <= 1
     assert os.path.getsize(path) <= limit
     header, *records = trace.read(str(path))
     assert len(records) >= 1
