@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/record_live.py tests/corpus/live
 
-Two traces of --duration each, with the tracepoint's poll counts beside the counters: `veth-flood` (a
+Two traces of --duration each, with the tracepoint's poll counts beside the counters: `live_veth_flood-1` (a
 threaded veth of tests/napi_flood.py flooded by two UDP senders from --quiet seconds in, for
 --flood seconds, then quiet again) and `quiet` (the same lab, no traffic). The veth is counted through
 --collector.napi_poll.device-include; eth0 (this machine's physical NIC) carries only its own traffic.
@@ -57,7 +57,7 @@ def main() -> int:
     try:
         lab = FloodLab(threaded=True)
         try:
-            for name, flood in (("veth-flood", args.flood), ("quiet", 0.0)):
+            for name, flood in (("live_veth_flood-1", args.flood), ("live_quiet-1", 0.0)):
                 events = record(args.out / name, args.duration, lab.device, lab, args.quiet, flood)
                 (args.out / f"{name}.json").write_text(json.dumps(events, indent=1) + "\n")
                 print(f"{name}: {events}", file=sys.stderr)

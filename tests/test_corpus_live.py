@@ -10,7 +10,7 @@ import pytest
 from lxcwatch import ethtool_coalesce, napi_poll, trace
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "live"
-NAMES = ("veth-flood", "quiet")
+NAMES = ("live_veth_flood-1", "live_quiet-1")
 
 
 def samples(name: str) -> list[tuple[float, dict, dict]]:
@@ -44,9 +44,9 @@ def test_every_sample_carries_monotonic_counts_and_the_coalescing_ethtool_showed
 
 
 def test_full_polls_only_while_the_flood_ran():
-    told = story("veth-flood")
+    told = story("live_veth_flood-1")
     device, (start, end) = told["device"], told["flood"]
-    seen = samples("veth-flood")
+    seen = samples("live_veth_flood-1")
     full = {round(t): after[device].full - before[device].full for (_, before, _), (t, after, _) in zip(seen, seen[1:])}
     flooding = [s for t, s in full.items() if start + 1 < t < end]
     quiet = [s for t, s in full.items() if t < start or t > end + 2]
@@ -55,6 +55,6 @@ def test_full_polls_only_while_the_flood_ran():
 
 
 def test_the_quiet_trace_has_no_poll_of_the_veth():
-    told = story("quiet")
-    seen = samples("quiet")
+    told = story("live_quiet-1")
+    seen = samples("live_quiet-1")
     assert seen[0][1][told["device"]] == seen[-1][1][told["device"]] == napi_poll.NapiPolls(0, 0, 0)
