@@ -2,6 +2,7 @@
 
 import logging
 import os
+import socket
 
 from lxcwatch import classifier
 from lxcwatch.snapshot import Snapshot
@@ -35,17 +36,28 @@ class Notifier:
 
     def __init__(self, env: dict[str, str] | None = None):
         env = os.environ if env is None else env
-        self.enabled = bool(env.get("NOTIFY_SOCKET"))
+        path = env.get("NOTIFY_SOCKET", "")
+        self.enabled = path.startswith(("/", "@"))
         self.watchdog = watchdog_interval(env) if self.enabled else None
         self._status = ""
+        self._address = "\0" + path[1:] if path.startswith("@") else path  # "@": the abstract namespace
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) if self.enabled else None
+        self._failing = False
 
     def _send(self, message: str) -> None:
+        """One datagram, never waiting: systemd-python's notify() sends with the GIL held and blocks while the
+        socket's queue (10 datagrams) is full, which froze every thread of the agent, scrapes included. A full
+        queue now costs this message, logged once until a send succeeds again."""
         if not self.enabled:
             return
-        from systemd import daemon  # only under systemd: the import costs ~10 ms
-
-        if not daemon.notify(message):
-            log.warning("sd_notify failed", extra={"message": message.replace("\n", " ")})
+        try:
+            self._socket.sendto(message.encode(), socket.MSG_DONTWAIT, self._address)
+        except OSError as e:
+            if not self._failing:
+                log.warning("sd_notify failed", extra={"message": message.replace("\n", " "), "err": str(e)})
+            self._failing = True
+        else:
+            self._failing = False
 
     def check_interval(self, sample_interval: float) -> None:
         # systemd's advice: ping at least twice per watchdog period.

@@ -4,6 +4,7 @@ import base64
 import contextlib
 import ctypes
 import os
+import platform
 import shutil
 import socket
 import ssl
@@ -172,10 +173,23 @@ def frozen_thread(pid: int, name: str):
     libc = ctypes.CDLL(None, use_errno=True)
     libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
     tid = thread_id(pid, name)
-    for request in (PTRACE_SEIZE, PTRACE_INTERRUPT):
-        if libc.ptrace(request, tid, None, None) != 0:
-            raise OSError(ctypes.get_errno(), f"ptrace {request:#x} of thread {tid}")
-    os.waitpid(tid, WALL)  # the thread is in its ptrace stop
+    seen = []
+    for _ in range(100):
+        for request in (PTRACE_SEIZE, PTRACE_INTERRUPT):
+            if libc.ptrace(request, tid, None, None) != 0:
+                raise OSError(ctypes.get_errno(), f"ptrace {request:#x} of thread {tid}")
+        os.waitpid(tid, WALL)  # the thread is in its ptrace stop
+        # Stopped waiting on a futex (an Event, a lock) it holds no GIL, as a thread stuck in the kernel does;
+        # stopped elsewhere it may hold the GIL (systemd's sd_notify sends with it held) and freeze every thread:
+        # let it run on and stop it again.
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            seen.append(f.read().split()[0])
+            if seen[-1] in FUTEX[platform.machine()]:
+                break
+        libc.ptrace(PTRACE_DETACH, tid, None, None)
+        time.sleep(0.01)  # let it run on to its next wait: stopped again at once it would be where it was
+    else:
+        raise AssertionError(f"thread {name} never stopped waiting on a futex, but in {sorted(set(seen))}")
     try:
         yield tid
     finally:
@@ -183,4 +197,6 @@ def frozen_thread(pid: int, name: str):
 
 
 PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH = 0x4206, 0x4207, 17
+# futex, and restart_syscall (an interrupted futex wait with a timeout resumes through it): their numbers
+FUTEX = {"x86_64": ("202", "219"), "aarch64": ("98", "128")}
 WALL = 0x40000000  # waitpid's __WALL: wait for a thread that is not our child
