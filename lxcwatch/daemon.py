@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lxcwatch import blackbox, classifier, config, http, logs, metrics
+from lxcwatch import blackbox, classifier, config, http, http_server, logs, metrics
 from lxcwatch.collectors import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sampler import Sampler
@@ -18,7 +18,7 @@ from lxcwatch.web_config import WebConfig
 log = logging.getLogger("lxcwatch")
 
 # Flags a reload cannot change: the listener stays bound and the sources stay open.
-RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config")
+RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config", "web_limits")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Settings:
     log_format: str
     blackbox: "blackbox.Options" = blackbox.Options()
     web_config: WebConfig | None = None  # --web.config.file, read at start only
+    web_limits: http_server.Limits = http_server.Limits()  # --web.max-requests and the timeouts
 
     def lxc_key(self) -> tuple:
         return self.lxc_paths, self.probes_file, self.probes_interval
@@ -70,8 +71,7 @@ def run(load: Callable[[], Settings]) -> int:
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
                            settings.probes_interval)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds)
-    tls = settings.web_config.context if settings.web_config else None
-    servers = [http.bind(address, None, tls) for address in settings.listen]  # bind first: a port in use fails fast
+    sockets = [http.bind(address) for address in settings.listen]  # bind first: a port in use fails fast
     sampler.sample()  # the first scrape already has data
     box = blackbox.Blackbox(settings.blackbox, settings.agent.version)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
@@ -79,9 +79,10 @@ def run(load: Callable[[], Settings]) -> int:
     exposition = http.Exposition(sampler, settings.agent)
     exposition.extra = box.families
     app = http.guard(http.make_app(exposition, settings.telemetry_path), settings.web_config)
-    for server in servers:
-        server.set_app(app)
-    http.serve(servers)
+    server = http_server.Server(sockets, app, settings.web_config.context if settings.web_config else None,
+                                settings.web_limits)
+    exposition.live = server.families
+    server.start()
     log.info("listening", extra={"addresses": ",".join(settings.listen), "collectors": ",".join(settings.collectors),
                                  "procfs": settings.procfs, "sysfs": settings.sysfs})
     sampler.on_sample.append(notifier.sampled)
@@ -96,9 +97,7 @@ def run(load: Callable[[], Settings]) -> int:
     notifier.stopping()
     log.info("stopping")
     sampler.stop()
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    server.stop()
     loop.join(timeout=5)
     box.stop()  # after the last sample: the clean-stop marker is the ring's last record
     sources.close()
