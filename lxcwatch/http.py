@@ -3,6 +3,7 @@
 import errno
 import gzip
 import html
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -117,4 +118,4 @@ def bind(address: str) -> socket.socket:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
                                     backlog=BACKLOG)
     except OSError as e:
-        raise RuntimeFailure(f"listen tcp {address}: {e.strerror or e}") from None
+        raise RuntimeFailure(f"listen tcp {address}: {os.strerror(e.errno) if e.errno else e}") from None

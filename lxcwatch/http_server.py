@@ -7,6 +7,7 @@ import errno
 import logging
 import queue
 import resource
+import socket
 import ssl
 import threading
 import time
@@ -69,15 +70,21 @@ class _Cut(Exception):
 
 @dataclass(eq=False)
 class _Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    sock: socket.socket
     peer: str
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    started: bool = False  # a transport owns the socket
     cut_for: str | None = None
 
     def cut(self, reason: str) -> None:
         if self.cut_for is None:
             self.cut_for = reason
-        self.writer.transport.abort()
+        if self.writer is not None:
+            self.writer.transport.abort()
+        elif not self.started:
+            self.sock.close()
+        # else: a transport is being made; _serve() sees cut_for and closes it
 
 
 class _Workers:
@@ -191,14 +198,17 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self._loop.set_exception_handler(self._loop_error)
         self._stopped = asyncio.Event()
-        servers = [await asyncio.start_server(self._serve, sock=s, limit=MAX_HEAD_BYTES, backlog=BACKLOG)
-                   for s in self.sockets]
+        for s in self.sockets:
+            s.setblocking(False)
+            self._loop.add_reader(s, self._accept, s)
         self._ready.set()
         await self._stopped.wait()
-        for s in servers:
+        for s in self.sockets:
+            self._loop.remove_reader(s)
             s.close()
         for conn in list(self._open):
-            conn.writer.transport.abort()
+            self._forget(conn)
+            conn.cut("shutdown")
 
     def families(self) -> list[Family]:
         """The server's own figures, read at scrape time."""
@@ -222,73 +232,104 @@ class Server:
             log.log(logging.INFO if reason == "idle_timeout" else logging.WARNING, message,
                     extra={"reason": reason, **fields})
 
-    def _count(self, conn: _Connection) -> None:
-        reason = conn.cut_for
+    def _count(self, reason: str, peer: str) -> None:
         self.rejected[reason] += 1
-        self._note(reason, "http connection refused or closed", cause=REASONS[reason], peer=conn.peer,
+        self._note(reason, "http connection refused or closed", cause=REASONS[reason], peer=peer,
                    total=self.rejected[reason], connections=len(self._open))
 
     def _loop_error(self, loop, context: dict) -> None:
         error = context.get("exception")
-        if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-            # asyncio stops accepting for a second; without that, accept() would fail in a busy loop.
-            self.rejected["descriptor_limit"] += 1
-            if not self._starved:
-                self._starved = True
-                log.error("cannot accept connections: out of file descriptors or memory; retrying every second",
-                          extra={"err": error.strerror, "max_fds": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                                 "connections": len(self._open)})
-            return
         log.error(context.get("message", "http server error"),
                   extra={"err": f"{type(error).__name__}: {error}" if error else ""})
 
-    def _admit(self, conn: _Connection) -> bool:
-        """Room for `conn`, made by closing the connection that has waited longest for a request if need be."""
-        if self._starved:
-            self._starved = False
-            log.info("accepting connections again", extra={"connections": len(self._open)})
-        sock = conn.writer.get_extra_info("socket")
-        # Linux hands out the lowest free descriptor: one this high means all those below are taken.
-        if sock is not None and sock.fileno() >= resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE:
-            reason = "descriptor_limit"
-        elif len(self._open) >= MAX_CONNECTIONS:
-            reason = "connection_limit"
-        else:
-            return True
-        if self._waiting:
-            oldest = next(iter(self._waiting))
-            self._forget(oldest)
-            oldest.cut(reason)
-            self._count(oldest)
-            return True
-        conn.cut(reason)
-        self._count(conn)
-        return False
+    def _accept(self, listener: socket.socket) -> None:
+        """`listener` is readable: take the connections waiting in its backlog, and make room for each."""
+        for _ in range(BACKLOG):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                self._pause(listener, e)
+                return
+            if self._starved:
+                self._starved = False
+                log.info("accepting connections again", extra={"connections": len(self._open)})
+            conn = _Connection(sock, address[0])
+            # Linux hands out the lowest free descriptor: one this high means all those below are taken.
+            if sock.fileno() >= resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE:
+                reason = "descriptor_limit"
+            elif len(self._open) >= MAX_CONNECTIONS:
+                reason = "connection_limit"
+            else:
+                reason = None
+            if reason and self._waiting:  # make room: close the connection that has waited longest for a request
+                oldest = next(iter(self._waiting))
+                self._forget(oldest)
+                oldest.cut(reason)
+                self._count(reason, oldest.peer)
+            if reason == "descriptor_limit" or (reason and not self._waiting):
+                # This descriptor is one of the reserve: refused. The evicted one is freed on the loop's next turn.
+                conn.cut(reason)
+                self._count(reason, conn.peer)
+                return
+            sock.setblocking(False)
+            self._open.add(conn)
+            self._waiting[conn] = None
+            self._loop.create_task(self._start(conn))
+
+    def _pause(self, listener: socket.socket, error: OSError) -> None:
+        """accept() failed for want of descriptors or memory: try again in a second, not in a busy loop."""
+        self.rejected["descriptor_limit"] += 1
+        self._loop.remove_reader(listener)
+        self._loop.call_later(1.0, self._resume, listener)
+        if not self._starved:
+            self._starved = True
+            log.error("cannot accept connections: out of file descriptors or memory; retrying every second",
+                      extra={"err": error.strerror, "max_fds": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                             "connections": len(self._open)})
+
+    def _resume(self, listener: socket.socket) -> None:
+        if not self._stopped.is_set():
+            self._loop.add_reader(listener, self._accept, listener)
 
     def _forget(self, conn: _Connection) -> None:
         self._open.discard(conn)
         self._waiting.pop(conn, None)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        conn = _Connection(reader, writer, peer[0] if peer else "")
-        if not self._admit(conn):
-            return
-        self._open.add(conn)
+    async def _start(self, conn: _Connection) -> None:
+        if conn.cut_for is not None:
+            return  # closed to make room before it started
+        conn.reader = asyncio.StreamReader(limit=MAX_HEAD_BYTES)
+        # A client_connected_cb also makes the stream server-side, as StreamWriter.start_tls() wants.
+        protocol = asyncio.StreamReaderProtocol(conn.reader, lambda reader, writer: self._serve(conn, writer))
+        conn.started = True
         try:
+            await self._loop.connect_accepted_socket(lambda: protocol, conn.sock)
+        except OSError:  # the client is gone already
+            self._forget(conn)
+            conn.sock.close()
+
+    async def _serve(self, conn: _Connection, writer: asyncio.StreamWriter) -> None:
+        conn.writer = writer
+        try:
+            if conn.cut_for is not None:
+                return
             await self._converse(conn)
         except _Cut as e:
             conn.cut(e.reason)
         except (OSError, asyncio.IncompleteReadError):  # the client went away
-            conn.writer.transport.abort()
+            writer.transport.abort()
         except Exception:  # noqa: BLE001  (a bug must cost this connection only, and be logged in the agent's format)
             log.exception("http connection failed", extra={"peer": conn.peer})
-            conn.writer.transport.abort()
+            writer.transport.abort()
         finally:
             if conn in self._open:
                 self._forget(conn)
                 if conn.cut_for:
-                    self._count(conn)
+                    self._count(conn.cut_for, conn.peer)
             if not writer.transport.is_closing():
                 writer.close()
 
