@@ -18,7 +18,7 @@ from lxcwatch.web_config import WebConfig
 log = logging.getLogger("lxcwatch")
 
 # Flags a reload cannot change: the listener stays bound and the sources stay open.
-RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config", "web_limits")
+RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config")
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def run(load: Callable[[], Settings]) -> int:
 
     while signals.next() == "reload":
         notifier.reloading()
-        settings = reload(settings, load, sampler, exposition)
+        settings = reload(settings, load, sampler, exposition, server)
         notifier.reloaded()
     notifier.stopping()
     log.info("stopping")
@@ -104,7 +104,8 @@ def run(load: Callable[[], Settings]) -> int:
     return 0
 
 
-def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: http.Exposition) -> Settings:
+def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: http.Exposition,
+           server: http_server.Server) -> Settings:
     """Apply new flags to the running agent; a bad file keeps the old settings (and says so in its metrics)."""
     try:
         new = load()
@@ -122,6 +123,7 @@ def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposi
     if new.lxc_key() != old.lxc_key():
         lxc = sampler.sources.lxc_host(new.lxc_paths, new.probes_file, new.probes_interval)
     sampler.reconfigure(list(new.collectors), new.thresholds, lxc)
+    server.limits = new.web_limits  # read by every new connection and request
     exposition.agent = dataclasses.replace(new.agent, config_loaded=True, config_loaded_at=time.time())
     log.info("configuration reloaded", extra={"replica_group": new.agent.replica_group, "replica": new.agent.replica,
                                               "collectors": ",".join(new.collectors)})
