@@ -170,7 +170,7 @@ class Server:
         self._open: set[_Connection] = set()
         self._waiting: dict[_Connection, None] = {}  # waiting for a request, the longest-waiting first
         self._logged: dict[str, float] = {}
-        self._starved = False  # accept() failed for want of descriptors and has not succeeded since
+        self._starved = False  # accept() failed (e.g. out of descriptors) and has not succeeded since
         self._workers: _Workers | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -249,9 +249,7 @@ class Server:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
-            except OSError as e:
-                if e.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
+            except OSError as e:  # EMFILE, ENFILE: out of descriptors; ENOBUFS, ENOMEM: out of memory
                 self._pause(listener, e)
                 return
             if self._starved:
@@ -281,15 +279,16 @@ class Server:
             self._loop.create_task(self._start(conn))
 
     def _pause(self, listener: socket.socket, error: OSError) -> None:
-        """accept() failed for want of descriptors or memory: try again in a second, not in a busy loop."""
-        self.rejected["descriptor_limit"] += 1
+        """accept() failed: try again in a second, not in a busy loop (the listener stays readable)."""
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            self.rejected["descriptor_limit"] += 1
         self._loop.remove_reader(listener)
         self._loop.call_later(1.0, self._resume, listener)
         if not self._starved:
             self._starved = True
-            log.error("cannot accept connections: out of file descriptors or memory; retrying every second",
-                      extra={"err": error.strerror, "max_fds": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                             "connections": len(self._open)})
+            log.error("cannot accept connections; retrying every second", extra={
+                "err": error.strerror, "max_fds": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                "connections": len(self._open)})
 
     def _resume(self, listener: socket.socket) -> None:
         if not self._stopped.is_set():
@@ -348,7 +347,7 @@ class Server:
                 raise
         conn.writer.transport.set_write_buffer_limits(high=0)  # drain() waits until the kernel has it all
         first = True
-        while True:
+        while conn.cut_for is None:  # cut to make room, it may still read what it had buffered: no more
             self._waiting.pop(conn, None)
             self._waiting[conn] = None  # to the end: the longest-waiting connection is evicted first
             try:
