@@ -98,9 +98,9 @@ class _Workers:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            loop, future, fn, arg = job
+            loop, future, fn, args = job
             try:
-                outcome = (fn(arg), None)
+                outcome = (fn(*args), None)
             except Exception as e:  # noqa: BLE001  (handed to the connection, which logs it)
                 outcome = (None, e)
             try:
@@ -108,10 +108,10 @@ class _Workers:
             except RuntimeError:  # the loop closed meanwhile: the server is stopping
                 pass
 
-    async def run(self, fn: Callable, arg):
+    async def run(self, fn: Callable, *args):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((loop, future, fn, arg))
+        self._jobs.put((loop, future, fn, args))
         return await future
 
     def stop(self) -> None:
@@ -393,25 +393,49 @@ class Server:
             await self._reply(conn, request.method, response, keep, version)
             return keep
         self.in_flight += 1
+        conn.writer.transport.pause_reading()  # nothing closes the socket while a worker writes to it
         try:
-            try:
-                response = await self._workers.run(self.app, request)
-            except Exception as e:  # noqa: BLE001
-                log.error("http request failed", extra={"path": request.path, "err": f"{type(e).__name__}: {e}"})
-                response = _text(500, "internal server error\n")
-            await self._reply(conn, request.method, response, keep, version)
+            status, data, sent = await self._workers.run(self._answer, conn, request, keep, version)
+            conn.writer.transport.resume_reading()
+            await self._send(conn, status, data[sent:] if sent else data)
         finally:
             self.in_flight -= 1
         return keep
 
+    def _answer(self, conn: _Connection, request: Request, keep: bool, version: str) -> tuple[int, bytes, int]:
+        """In a worker: the app's response as bytes, and how many of them the kernel took at once. The worker
+        offers them to the socket itself (plain TCP; never waiting): concurrent scrapes then write in parallel,
+        not one after the other through the loop's thread."""
+        try:
+            response = self.app(request)
+        except Exception as e:  # noqa: BLE001
+            log.error("http request failed", extra={"path": request.path, "err": f"{type(e).__name__}: {e}"})
+            response = _text(500, "internal server error\n")
+        data = _payload(request.method, response, keep, version)
+        sent = 0
+        if self.tls is None:
+            try:
+                sent = conn.sock.send(data)  # non-blocking, as asyncio made it
+            except OSError:  # BlockingIOError: the client's window is full; others: the transport finds out
+                pass
+        return response.status, data, sent
+
     async def _reply(self, conn: _Connection, method: str, response: Response, keep: bool | None,
                      version: str = "HTTP/1.1") -> None:
-        header = "close" if not keep else ("keep-alive" if version == "HTTP/1.0" else None)
-        head = _head(response.status, response.headers, len(response.body), header)
-        conn.writer.write(head if method == "HEAD" else head + response.body)
+        await self._send(conn, response.status, _payload(method, response, keep, version))
+
+    async def _send(self, conn: _Connection, status: int, data: bytes) -> None:
+        conn.writer.write(data)
         try:
             async with asyncio.timeout(self.limits.request_timeout):
                 await conn.writer.drain()
         except TimeoutError:
             raise _Cut("write_timeout") from None
-        self.codes[response.status] = self.codes.get(response.status, 0) + 1
+        self.codes[status] = self.codes.get(status, 0) + 1
+
+
+def _payload(method: str, response: Response, keep: bool | None, version: str) -> bytes:
+    """Status line, headers and (except for HEAD) body."""
+    header = "close" if not keep else ("keep-alive" if version == "HTTP/1.0" else None)
+    head = _head(response.status, response.headers, len(response.body), header)
+    return head if method == "HEAD" else head + response.body

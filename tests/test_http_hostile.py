@@ -7,6 +7,7 @@ import os
 import re
 import resource
 import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -368,6 +369,23 @@ def test_keep_alive_pipelining_head_and_headers():
             assert read_response(stream)[0] == 400
         seen = fresh(agent)
         assert seen.value("lxcwatch_http_connections_rejected_total", reason="bad_request") == 1
+    finally:
+        agent.stop()
+    assert_log_is_clean(agent)
+
+
+def test_a_reload_applies_new_timeouts_to_new_connections(tmp_path):
+    flags = tmp_path / "lxcwatch"
+    flags.write_text('ARGS="--web.request-timeout=5s"\n')
+    agent = Agent(args(f"--config.file={flags}"))
+    try:
+        flags.write_text('ARGS="--web.request-timeout=1s"\n')
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: log_lines(agent, "configuration reloaded"), "the reload")
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=5) as silent:
+            cut = closed_within(silent, time.monotonic(), 4)
+        assert cut is not None and 1 - 0.1 <= cut < 1 + 1, cut
+        assert not log_lines(agent, "change only on restart")
     finally:
         agent.stop()
     assert_log_is_clean(agent)
