@@ -1,18 +1,19 @@
-"""HTTP/1.1 that a scanner cannot exhaust: one asyncio loop accepts, reads requests and enforces timeouts and limits;
-a fixed pool of worker threads answers them, so an idle connection holds no thread."""
+"""HTTP/1.1 that a scanner cannot exhaust: one selector loop accepts connections, does TLS handshakes, reads requests
+and enforces timeouts and limits; a fixed pool of worker threads answers complete requests. An idle connection
+holds no thread, and no thread is started after start-up."""
 
-import asyncio
 import email.utils
 import errno
 import logging
 import queue
 import resource
+import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
@@ -23,9 +24,10 @@ log = logging.getLogger("lxcwatch.http")
 MAX_CONNECTIONS = 256  # open at once; a new one closes the one that has waited longest for a request
 FD_RESERVE = 32  # descriptors left to the collectors: a connection that would take one of them is refused
 MAX_HEAD_BYTES = 16384  # request line and headers; more is answered 431
-WORKERS = 4  # threads that authenticate, render and compress, all started with the server
+WORKERS = 4  # threads that authenticate, render, compress and start writing, all started with the server
 BACKLOG = 128  # 5 (socketserver's) overflowed under 50 concurrent scrapers: SYN retries of 1-3 s (performance.md)
 LOG_EVERY = 60.0  # seconds between two log lines about the same reason
+TICK = 0.1  # seconds between two looks for expired timeouts
 REASONS = {  # connections the agent refused or cut off, by reason
     "idle_timeout": "no new request within --web.idle-timeout",
     "request_timeout": "request headers not complete within --web.request-timeout",
@@ -60,71 +62,19 @@ class Response:
     body: bytes
 
 
-class _Cut(Exception):
-    """The agent ends the connection for `reason`, a key of REASONS."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(eq=False)
 class _Connection:
-    sock: socket.socket
-    peer: str
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
-    started: bool = False  # a transport owns the socket
-    cut_for: str | None = None
+    """One client connection, owned by the loop or (while `busy`) by one worker, never by both."""
 
-    def cut(self, reason: str) -> None:
-        if self.cut_for is None:
-            self.cut_for = reason
-        if self.writer is not None:
-            self.writer.transport.abort()
-        elif not self.started:
-            self.sock.close()
-        # else: a transport is being made; _serve() sees cut_for and closes it
+    __slots__ = ("sock", "peer", "buffer", "state", "deadline", "reason", "first", "out", "status", "keep", "counted")
 
-
-class _Workers:
-    """A fixed pool of threads: none is started after start-up, so a thread limit cannot break serving."""
-
-    def __init__(self, count: int):
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, name=f"http-worker-{i}", daemon=True) for i in range(count)]
-        for t in self._threads:
-            t.start()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            loop, future, fn, args = job
-            try:
-                outcome = (fn(*args), None)
-            except Exception as e:  # noqa: BLE001  (handed to the connection, which logs it)
-                outcome = (None, e)
-            try:
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-            except RuntimeError:  # the loop closed meanwhile: the server is stopping
-                pass
-
-    async def run(self, fn: Callable, *args):
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
-        return await future
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-
-
-def _settle(future: asyncio.Future, result, error: Exception | None) -> None:
-    if not future.done():
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
+    def __init__(self, sock: socket.socket, peer: str, state: str):
+        self.sock, self.peer, self.state = sock, peer, state  # "handshake", "read", "busy", "write"
+        self.buffer = bytearray()
+        self.deadline, self.reason = 0.0, ""  # when the connection is cut, and why
+        self.first = True  # no request answered yet
+        self.out = memoryview(b"")  # what is left to write
+        self.status, self.keep = 0, False  # of the response being written
+        self.counted = False  # the request counts in Server.in_flight until its response is written
 
 
 def parse_head(head: bytes) -> tuple[Request, str]:
@@ -141,21 +91,37 @@ def parse_head(head: bytes) -> tuple[Request, str]:
             raise ValueError(f"bad header line {line[:100]!r}")
         name, value = name.lower(), value.strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if "transfer-encoding" in headers or int(headers.get("content-length", "0")) < 0:
+        raise ValueError("a request with a body")  # int() raises for a malformed length as well
     if target.startswith(("http://", "https://")):  # absolute form, as a proxy sends it
         target = urlsplit(target).path or "/"
     return Request(method, unquote(target.partition("?")[0]), headers), version
 
 
-def _head(status: int, headers: list[tuple[str, str]], length: int, keep: str | None) -> bytes:
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", *(f"{k}: {v}" for k, v in headers),
-             f"Content-Length: {length}", f"Date: {email.utils.formatdate(usegmt=True)}"]
-    if keep:
-        lines.append(f"Connection: {keep}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+def _payload(method: str, response: Response, keep: bool, version: str) -> bytes:
+    """Status line, headers and (except for HEAD) body."""
+    lines = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
+             *(f"{k}: {v}" for k, v in response.headers),
+             f"Content-Length: {len(response.body)}", f"Date: {email.utils.formatdate(usegmt=True)}"]
+    if not keep:
+        lines.append("Connection: close")
+    elif version == "HTTP/1.0":
+        lines.append("Connection: keep-alive")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if method == "HEAD" else head + response.body
 
 
 def _text(status: int, message: str) -> Response:
     return Response(status, [("Content-Type", "text/plain; charset=utf-8")], message.encode())
+
+
+def _send(sock: socket.socket, data: memoryview) -> int:
+    """Bytes of `data` the kernel took without waiting. TLS without partial writes: all, or 0 and the same data again
+    later (OpenSSL resumes where it stopped)."""
+    try:
+        return sock.send(data)
+    except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        return 0
 
 
 class Server:
@@ -163,52 +129,41 @@ class Server:
 
     def __init__(self, sockets: list, app: Callable[[Request], Response], tls: ssl.SSLContext | None,
                  limits: Limits = Limits()):
-        self.sockets, self.app, self.tls, self.limits = sockets, app, tls, limits
+        self.sockets, self.app, self.tls, self.limits = sockets, app, tls, limits  # limits: replaced by a reload
         self.rejected = dict.fromkeys(REASONS, 0)
         self.codes = dict.fromkeys(CODES, 0)
         self.in_flight = 0
         self._open: set[_Connection] = set()
         self._waiting: dict[_Connection, None] = {}  # waiting for a request, the longest-waiting first
         self._logged: dict[str, float] = {}
-        self._starved = False  # accept() failed (e.g. out of descriptors) and has not succeeded since
-        self._workers: _Workers | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
+        self._paused: dict[socket.socket, float] = {}  # listeners whose accept() failed, and when to try again
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # (connection, request, keep, version) for the workers
+        self._done: queue.SimpleQueue = queue.SimpleQueue()  # connections the workers hand back to the loop
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self._workers = _Workers(WORKERS)
-        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="http", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopped is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._stopped.set)
-            except RuntimeError:  # the loop already ended
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._workers is not None:
-            self._workers.stop()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._loop.set_exception_handler(self._loop_error)
-        self._stopped = asyncio.Event()
         for s in self.sockets:
             s.setblocking(False)
-            self._loop.add_reader(s, self._accept, s)
-        self._ready.set()
-        await self._stopped.wait()
-        for s in self.sockets:
-            self._loop.remove_reader(s)
-            s.close()
-        for conn in list(self._open):
-            self._forget(conn)
-            conn.cut("shutdown")
+            self._selector.register(s, selectors.EVENT_READ, "listener")
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._threads = [threading.Thread(target=self._loop, name="http", daemon=True)]
+        self._threads += [threading.Thread(target=self._work, name=f"http-worker-{i}", daemon=True)
+                          for i in range(WORKERS)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        for _ in range(WORKERS):
+            self._jobs.put(None)
+        self._wake()
+        for t in self._threads:
+            t.join(timeout=5)
 
     def families(self) -> list[Family]:
         """The server's own figures, read at scrape time."""
@@ -224,6 +179,37 @@ class Server:
                 Family("lxcwatch_http_requests_in_flight", "gauge", "HTTP requests being answered (--web.max-requests).",
                        (), [((), self.in_flight)])]
 
+    # The loop's thread
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + TICK
+        while not self._stopping:
+            try:
+                events = self._selector.select(max(0.0, next_tick - time.monotonic()))
+                for key, mask in events:
+                    if key.data == "listener":
+                        self._accept(key.fileobj)
+                    elif key.data == "wake":
+                        self._take_back()
+                    else:
+                        self._ready(key.data, mask)
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + TICK
+                    self._tick(now)
+            except Exception:  # noqa: BLE001  (a bug must not stop serving, and is logged in the agent's format)
+                log.exception("http server error")
+        for s in self.sockets:
+            s.close()
+        for conn in list(self._open):
+            conn.sock.close()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full: the loop wakes anyway
+            pass
+
     def _note(self, reason: str, message: str, **fields) -> None:
         """Log `message` about `reason` at most once per LOG_EVERY seconds."""
         now = time.monotonic()
@@ -232,15 +218,26 @@ class Server:
             log.log(logging.INFO if reason == "idle_timeout" else logging.WARNING, message,
                     extra={"reason": reason, **fields})
 
+    def _cut(self, conn: _Connection, reason: str) -> None:
+        """Close `conn` for `reason` and count it."""
+        self._close(conn)
+        self._count(reason, conn.peer)
+
     def _count(self, reason: str, peer: str) -> None:
         self.rejected[reason] += 1
         self._note(reason, "http connection refused or closed", cause=REASONS[reason], peer=peer,
                    total=self.rejected[reason], connections=len(self._open))
 
-    def _loop_error(self, loop, context: dict) -> None:
-        error = context.get("exception")
-        log.error(context.get("message", "http server error"),
-                  extra={"err": f"{type(error).__name__}: {error}" if error else ""})
+    def _close(self, conn: _Connection) -> None:
+        if conn in self._open:
+            self._open.discard(conn)
+            self._waiting.pop(conn, None)
+            if conn.state != "busy":
+                self._selector.unregister(conn.sock)
+        if conn.counted:
+            conn.counted = False
+            self.in_flight -= 1
+        conn.sock.close()
 
     def _accept(self, listener: socket.socket) -> None:
         """`listener` is readable: take the connections waiting in its backlog, and make room for each."""
@@ -252,10 +249,9 @@ class Server:
             except OSError as e:  # EMFILE, ENFILE: out of descriptors; ENOBUFS, ENOMEM: out of memory
                 self._pause(listener, e)
                 return
-            if self._starved:
-                self._starved = False
+            if self._paused:
+                self._paused.clear()
                 log.info("accepting connections again", extra={"connections": len(self._open)})
-            conn = _Connection(sock, address[0])
             # Linux hands out the lowest free descriptor: one this high means all those below are taken.
             if sock.fileno() >= resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE:
                 reason = "descriptor_limit"
@@ -264,178 +260,202 @@ class Server:
             else:
                 reason = None
             if reason and self._waiting:  # make room: close the connection that has waited longest for a request
-                oldest = next(iter(self._waiting))
-                self._forget(oldest)
-                oldest.cut(reason)
-                self._count(reason, oldest.peer)
+                self._cut(next(iter(self._waiting)), reason)
             if reason == "descriptor_limit" or (reason and not self._waiting):
-                # This descriptor is one of the reserve: refused. The evicted one is freed on the loop's next turn.
-                conn.cut(reason)
-                self._count(reason, conn.peer)
+                self._cut(_Connection(sock, address[0], "new"), reason)  # one of the reserve: refused
                 return
             sock.setblocking(False)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            conn = _Connection(sock, address[0], "handshake" if self.tls is not None else "read")
             self._open.add(conn)
-            self._waiting[conn] = None
-            self._loop.create_task(self._start(conn))
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+            self._wait(conn, time.monotonic())
+            if conn.state == "handshake":
+                self._handshake(conn)
 
     def _pause(self, listener: socket.socket, error: OSError) -> None:
         """accept() failed: try again in a second, not in a busy loop (the listener stays readable)."""
         if error.errno in (errno.EMFILE, errno.ENFILE):
             self.rejected["descriptor_limit"] += 1
-        self._loop.remove_reader(listener)
-        self._loop.call_later(1.0, self._resume, listener)
-        if not self._starved:
-            self._starved = True
+        self._selector.unregister(listener)
+        if not self._paused:
             log.error("cannot accept connections; retrying every second", extra={
                 "err": error.strerror, "max_fds": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                 "connections": len(self._open)})
+        self._paused[listener] = time.monotonic() + 1.0
 
-    def _resume(self, listener: socket.socket) -> None:
-        if not self._stopped.is_set():
-            self._loop.add_reader(listener, self._accept, listener)
+    def _tick(self, now: float) -> None:
+        for listener, when in list(self._paused.items()):
+            if now >= when and listener.fileno() >= 0:
+                self._paused[listener] = float("inf")  # until accept() says how it went
+                self._selector.register(listener, selectors.EVENT_READ, "listener")
+        for conn in [c for c in self._open if c.deadline <= now]:
+            self._cut(conn, conn.reason)
 
-    def _forget(self, conn: _Connection) -> None:
-        self._open.discard(conn)
+    def _wait(self, conn: _Connection, now: float) -> None:
+        """`conn` waits for the client: a TLS handshake or a (next) request."""
         self._waiting.pop(conn, None)
-
-    async def _start(self, conn: _Connection) -> None:
-        if conn.cut_for is not None:
-            return  # closed to make room before it started
-        conn.reader = asyncio.StreamReader(limit=MAX_HEAD_BYTES)
-        # A client_connected_cb also makes the stream server-side, as StreamWriter.start_tls() wants.
-        protocol = asyncio.StreamReaderProtocol(conn.reader, lambda reader, writer: self._serve(conn, writer))
-        conn.started = True
-        try:
-            await self._loop.connect_accepted_socket(lambda: protocol, conn.sock)
-        except OSError:  # the client is gone already
-            self._forget(conn)
-            conn.sock.close()
-
-    async def _serve(self, conn: _Connection, writer: asyncio.StreamWriter) -> None:
-        conn.writer = writer
-        try:
-            if conn.cut_for is not None:
-                return
-            await self._converse(conn)
-        except _Cut as e:
-            conn.cut(e.reason)
-        except (OSError, asyncio.IncompleteReadError):  # the client went away
-            writer.transport.abort()
-        except Exception:  # noqa: BLE001  (a bug must cost this connection only, and be logged in the agent's format)
-            log.exception("http connection failed", extra={"peer": conn.peer})
-            writer.transport.abort()
-        finally:
-            if conn in self._open:
-                self._forget(conn)
-                if conn.cut_for:
-                    self._count(conn.cut_for, conn.peer)
-            if not writer.transport.is_closing():
-                writer.close()
-
-    async def _converse(self, conn: _Connection) -> None:
+        self._waiting[conn] = None  # to the end: the longest-waiting connection is evicted first
         timeout = self.limits.request_timeout
-        if self.tls is not None:
-            self._waiting[conn] = None
-            try:
-                async with asyncio.timeout(timeout):
-                    await conn.writer.start_tls(self.tls, ssl_handshake_timeout=timeout + 1)
-            except TimeoutError:
-                raise _Cut("tls_handshake_timeout") from None
-            except (OSError, EOFError):  # ssl.SSLError included: plain HTTP, an unknown CA, no certificate
-                if conn.cut_for is None:
-                    raise _Cut("tls_handshake_error") from None
-                raise
-        conn.writer.transport.set_write_buffer_limits(high=0)  # drain() waits until the kernel has it all
-        first = True
-        while conn.cut_for is None:  # cut to make room, it may still read what it had buffered: no more
-            self._waiting.pop(conn, None)
-            self._waiting[conn] = None  # to the end: the longest-waiting connection is evicted first
-            try:
-                async with asyncio.timeout(timeout if first else self.limits.idle_timeout):
-                    start = await conn.reader.read(1)
-            except TimeoutError:
-                raise _Cut("request_timeout" if first else "idle_timeout") from None
-            if not start:
-                return  # the client closed
-            try:
-                async with asyncio.timeout(timeout):
-                    head = (start + await conn.reader.readuntil(b"\r\n\r\n")).lstrip(b"\r\n")
-            except TimeoutError:
-                raise _Cut("request_timeout") from None
-            except asyncio.LimitOverrunError:
-                await self._reply(conn, "GET", _text(431, "request headers too large\n"), None)
-                raise _Cut("bad_request") from None
-            self._waiting.pop(conn, None)
-            if not head:
-                continue  # empty lines between requests
-            first = False
-            if not await self._request(conn, head[:-4]):
-                return
+        if conn.state == "handshake":
+            conn.deadline, conn.reason = now + timeout, "tls_handshake_timeout"
+        elif conn.first:
+            conn.deadline, conn.reason = now + timeout, "request_timeout"
+        else:
+            conn.deadline, conn.reason = now + self.limits.idle_timeout, "idle_timeout"
 
-    async def _request(self, conn: _Connection, head: bytes) -> bool:
-        """Answers one request; False when the connection ends after it."""
+    def _ready(self, conn: _Connection, mask: int) -> None:
+        if conn.state == "handshake":
+            self._handshake(conn)
+        elif conn.state == "read":
+            self._read(conn)
+        elif conn.state == "write":
+            self._write(conn)
+
+    def _handshake(self, conn: _Connection) -> None:
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            return
+        except ssl.SSLWantWriteError:
+            self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            return
+        except OSError:  # ssl.SSLError included: plain HTTP, an unknown CA, no certificate; or the client left
+            self._cut(conn, "tls_handshake_error")
+            return
+        conn.state = "read"
+        self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        self._wait(conn, time.monotonic())
+        self._read(conn)  # the request may have come with the handshake's last message
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            while data := conn.sock.recv(65536):
+                conn.buffer += data
+                if len(data) < 65536 and not (self.tls and conn.sock.pending()):
+                    break
+            else:
+                self._close(conn)  # the client closed
+                return
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        except OSError:
+            self._close(conn)
+            return
+        self._parse(conn)
+
+    def _parse(self, conn: _Connection) -> None:
+        buffer = conn.buffer
+        while buffer[:2] == b"\r\n":  # empty lines between requests
+            del buffer[:2]
+        end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+        if end < 0:
+            if len(buffer) > MAX_HEAD_BYTES:
+                self._respond(conn, "GET", _text(431, "request headers too large\n"), False, "HTTP/1.1", "bad_request")
+            elif buffer and conn.reason != "request_timeout":  # a request began: it has request_timeout to finish
+                conn.deadline, conn.reason = time.monotonic() + self.limits.request_timeout, "request_timeout"
+            return
+        head = bytes(buffer[:end])
+        del buffer[:end + 4]
+        self._waiting.pop(conn, None)
         try:
             request, version = parse_head(head)
-            if "transfer-encoding" in request.headers or int(request.headers.get("content-length", "0")) < 0:
-                raise ValueError("request with a body")
         except ValueError as e:
-            await self._reply(conn, "GET", _text(400, "bad request\n"), None)
             self._note("bad_request", "bad http request", err=str(e), peer=conn.peer)
-            raise _Cut("bad_request") from None
+            self._respond(conn, "GET", _text(400, "bad request\n"), False, "HTTP/1.1", "bad_request")
+            return
         connection = request.headers.get("connection", "").lower()
         keep = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
         keep = keep and request.headers.get("content-length", "0") == "0"  # a body is never read: close after
-        if self.limits.max_requests and self.in_flight >= self.limits.max_requests:
+        limit = self.limits.max_requests
+        if limit and self.in_flight >= limit:
             self._note("max_requests", "too many http requests in flight, answering 503", peer=conn.peer,
-                       max_requests=self.limits.max_requests)
-            response = _text(503, f"Limit of concurrent requests reached ({self.limits.max_requests}), "
-                                  "try again later.\n")
-            await self._reply(conn, request.method, response, keep, version)
-            return keep
+                       max_requests=limit)
+            self._respond(conn, request.method, _text(503, f"Limit of concurrent requests reached ({limit}), "
+                                                           "try again later.\n"), keep, version)
+            return
         self.in_flight += 1
-        conn.writer.transport.pause_reading()  # nothing closes the socket while a worker writes to it
+        conn.counted = True
+        conn.state, conn.deadline = "busy", float("inf")
+        self._selector.unregister(conn.sock)
+        self._jobs.put((conn, request, keep, version))
+
+    def _respond(self, conn: _Connection, method: str, response: Response, keep: bool, version: str,
+                 cut: str | None = None) -> None:
+        """A response of the loop's own (400, 431, 503); `cut`: close for this reason once it is written."""
+        if cut:
+            self._count(cut, conn.peer)
+        self._waiting.pop(conn, None)
+        conn.out = memoryview(_payload(method, response, keep and not cut, version))
+        conn.status, conn.keep = response.status, keep and not cut
+        conn.state = "write"
+        self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        conn.deadline, conn.reason = time.monotonic() + self.limits.request_timeout, "write_timeout"
+        self._write(conn)
+
+    def _write(self, conn: _Connection) -> None:
         try:
-            status, data, sent = await self._workers.run(self._answer, conn, request, keep, version)
-            conn.writer.transport.resume_reading()
-            await self._send(conn, status, data[sent:] if sent else data)
-        finally:
+            conn.out = conn.out[_send(conn.sock, conn.out):]
+        except OSError:
+            self._close(conn)
+            return
+        if not conn.out:
+            self._written(conn)
+
+    def _written(self, conn: _Connection) -> None:
+        self.codes[conn.status] = self.codes.get(conn.status, 0) + 1
+        if conn.counted:
+            conn.counted = False
             self.in_flight -= 1
-        return keep
+        if not conn.keep:
+            self._close(conn)
+            return
+        conn.state, conn.first = "read", False
+        self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        self._wait(conn, time.monotonic())
+        if conn.buffer:  # pipelined: the next request is here already
+            self._parse(conn)
 
-    def _answer(self, conn: _Connection, request: Request, keep: bool, version: str) -> tuple[int, bytes, int]:
-        """In a worker: the app's response as bytes, and how many of them the kernel took at once. The worker
-        offers them to the socket itself (plain TCP; never waiting): concurrent scrapes then write in parallel,
-        not one after the other through the loop's thread."""
+    def _take_back(self) -> None:
+        """Connections whose worker is done: write the rest of the response, then wait for the next request."""
         try:
-            response = self.app(request)
-        except Exception as e:  # noqa: BLE001
-            log.error("http request failed", extra={"path": request.path, "err": f"{type(e).__name__}: {e}"})
-            response = _text(500, "internal server error\n")
-        data = _payload(request.method, response, keep, version)
-        sent = 0
-        if self.tls is None:
-            try:
-                sent = conn.sock.send(data)  # non-blocking, as asyncio made it
-            except OSError:  # BlockingIOError: the client's window is full; others: the transport finds out
+            while self._wake_r.recv(4096):
                 pass
-        return response.status, data, sent
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                conn, failed = self._done.get_nowait()
+            except queue.Empty:
+                return
+            if failed or self._stopping:
+                self._close(conn)
+                continue
+            conn.state = "write"
+            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+            conn.deadline, conn.reason = time.monotonic() + self.limits.request_timeout, "write_timeout"
+            if not conn.out:
+                self._written(conn)
+            # else: the loop writes the rest as the client takes it
 
-    async def _reply(self, conn: _Connection, method: str, response: Response, keep: bool | None,
-                     version: str = "HTTP/1.1") -> None:
-        await self._send(conn, response.status, _payload(method, response, keep, version))
+    # The workers' threads
 
-    async def _send(self, conn: _Connection, status: int, data: bytes) -> None:
-        conn.writer.write(data)
-        try:
-            async with asyncio.timeout(self.limits.request_timeout):
-                await conn.writer.drain()
-        except TimeoutError:
-            raise _Cut("write_timeout") from None
-        self.codes[status] = self.codes.get(status, 0) + 1
-
-
-def _payload(method: str, response: Response, keep: bool | None, version: str) -> bytes:
-    """Status line, headers and (except for HEAD) body."""
-    header = "close" if not keep else ("keep-alive" if version == "HTTP/1.0" else None)
-    head = _head(response.status, response.headers, len(response.body), header)
-    return head if method == "HEAD" else head + response.body
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            conn, request, keep, version = job
+            failed = False
+            try:
+                response = self.app(request)
+            except Exception as e:  # noqa: BLE001
+                log.error("http request failed", extra={"path": request.path, "err": f"{type(e).__name__}: {e}"})
+                response = _text(500, "internal server error\n")
+            conn.status, conn.keep = response.status, keep
+            conn.out = memoryview(_payload(request.method, response, keep, version))
+            try:  # here, so that concurrent scrapes write in parallel, not one after the other in the loop
+                conn.out = conn.out[_send(conn.sock, conn.out):]
+            except OSError:  # the client is gone
+                failed = True
+            self._done.put((conn, failed))
+            self._wake()
