@@ -30,7 +30,8 @@ class Exposition:
         self.live = lambda: []  # more families, rendered at each scrape
         self._process = ProcessCollector(registry=None)
 
-    def render(self, accept: str) -> tuple[bytes, str]:
+    def render(self, accept: str) -> tuple[list[bytes], str]:
+        """The exposition in parts, to be written one after the other, and its content type."""
         openmetrics, content_type = exposition.negotiate(accept)
         now = exposition.render(exposition.from_client(self._process.collect()) + self.live(), openmetrics)
         snap, verdict = self.sampler.current
@@ -41,7 +42,7 @@ class Exposition:
                 families = metrics.families(snap, agent, self.sampler.overruns, verdict, self.extra())
                 cached = (snap.seq, agent), exposition.render(families, openmetrics, end=False)
                 self._cache[content_type] = cached
-        return cached[1] + now, content_type
+        return [cached[1], now], content_type
 
 
 LANDING = """<!DOCTYPE html>
@@ -66,7 +67,7 @@ def make_app(exposition: Exposition, telemetry_path: str) -> Callable[[Request],
             body, content_type = exposition.render(request.headers.get("accept", ""))
             headers = [("Content-Type", content_type)]
             if "gzip" in request.headers.get("accept-encoding", ""):
-                body = gzip.compress(body, compresslevel=1)
+                body = gzip.compress(b"".join(body), compresslevel=1)
                 headers.append(("Content-Encoding", "gzip"))
             return Response(200, headers, body)
         if request.path == "/":

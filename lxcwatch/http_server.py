@@ -59,7 +59,7 @@ class Request:
 class Response:
     status: int
     headers: list[tuple[str, str]]
-    body: bytes
+    body: bytes | list[bytes]  # a list is written as one body, without joining it first
 
 
 class _Connection:
@@ -98,17 +98,18 @@ def parse_head(head: bytes) -> tuple[Request, str]:
     return Request(method, unquote(target.partition("?")[0]), headers), version
 
 
-def _payload(method: str, response: Response, keep: bool, version: str) -> bytes:
-    """Status line, headers and (except for HEAD) body."""
+def _payload(method: str, response: Response, keep: bool, version: str) -> list[bytes]:
+    """Status line and headers, then (except for HEAD) the body's parts."""
+    body = response.body if isinstance(response.body, list) else [response.body]
     lines = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
              *(f"{k}: {v}" for k, v in response.headers),
-             f"Content-Length: {len(response.body)}", f"Date: {email.utils.formatdate(usegmt=True)}"]
+             f"Content-Length: {sum(map(len, body))}", f"Date: {email.utils.formatdate(usegmt=True)}"]
     if not keep:
         lines.append("Connection: close")
     elif version == "HTTP/1.0":
         lines.append("Connection: keep-alive")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if method == "HEAD" else head + response.body
+    return [head] if method == "HEAD" else [head, *body]
 
 
 def _text(status: int, message: str) -> Response:
@@ -133,6 +134,7 @@ class Server:
         self.rejected = dict.fromkeys(REASONS, 0)
         self.codes = dict.fromkeys(CODES, 0)
         self.in_flight = 0
+        self._lock = threading.Lock()  # for codes and in_flight: the loop and the workers (when they wrote it all)
         self._open: set[_Connection] = set()
         self._waiting: dict[_Connection, None] = {}  # waiting for a request, the longest-waiting first
         self._logged: dict[str, float] = {}
@@ -142,6 +144,7 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._stopping = False
+        self._max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -234,9 +237,7 @@ class Server:
             self._waiting.pop(conn, None)
             if conn.state != "busy":
                 self._selector.unregister(conn.sock)
-        if conn.counted:
-            conn.counted = False
-            self.in_flight -= 1
+        self._finished(conn)
         conn.sock.close()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -253,7 +254,7 @@ class Server:
                 self._paused.clear()
                 log.info("accepting connections again", extra={"connections": len(self._open)})
             # Linux hands out the lowest free descriptor: one this high means all those below are taken.
-            if sock.fileno() >= resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE:
+            if sock.fileno() >= self._max_fds - FD_RESERVE:
                 reason = "descriptor_limit"
             elif len(self._open) >= MAX_CONNECTIONS:
                 reason = "connection_limit"
@@ -286,6 +287,7 @@ class Server:
         self._paused[listener] = time.monotonic() + 1.0
 
     def _tick(self, now: float) -> None:
+        self._max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # prlimit(1) may change it under the agent
         for listener, when in list(self._paused.items()):
             if now >= when and listener.fileno() >= 0:
                 self._paused[listener] = float("inf")  # until accept() says how it went
@@ -376,7 +378,8 @@ class Server:
             self._respond(conn, request.method, _text(503, f"Limit of concurrent requests reached ({limit}), "
                                                            "try again later.\n"), keep, version)
             return
-        self.in_flight += 1
+        with self._lock:
+            self.in_flight += 1
         conn.counted = True
         conn.state, conn.deadline = "busy", float("inf")
         self._selector.unregister(conn.sock)
@@ -388,7 +391,7 @@ class Server:
         if cut:
             self._count(cut, conn.peer)
         self._waiting.pop(conn, None)
-        conn.out = memoryview(_payload(method, response, keep and not cut, version))
+        conn.out = memoryview(b"".join(_payload(method, response, keep and not cut, version)))
         conn.status, conn.keep = response.status, keep and not cut
         conn.state = "write"
         self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
@@ -405,10 +408,7 @@ class Server:
             self._written(conn)
 
     def _written(self, conn: _Connection) -> None:
-        self.codes[conn.status] = self.codes.get(conn.status, 0) + 1
-        if conn.counted:
-            conn.counted = False
-            self.in_flight -= 1
+        self._finished(conn)
         if not conn.keep:
             self._close(conn)
             return
@@ -417,6 +417,18 @@ class Server:
         self._wait(conn, time.monotonic())
         if conn.buffer:  # pipelined: the next request is here already
             self._parse(conn)
+
+    def _finished(self, conn: _Connection) -> None:
+        """The response on `conn` is written (counted by status) or dropped; either way its request no longer counts
+        against --web.max-requests. Done at most once per response."""
+        written = conn.status and not conn.out
+        if conn.counted or written:
+            with self._lock:
+                if written:
+                    self.codes[conn.status] = self.codes.get(conn.status, 0) + 1
+                if conn.counted:
+                    self.in_flight -= 1
+            conn.status, conn.counted = 0, False
 
     def _take_back(self) -> None:
         """Connections whose worker is done: write the rest of the response, then wait for the next request."""
@@ -452,10 +464,19 @@ class Server:
                 log.error("http request failed", extra={"path": request.path, "err": f"{type(e).__name__}: {e}"})
                 response = _text(500, "internal server error\n")
             conn.status, conn.keep = response.status, keep
-            conn.out = memoryview(_payload(request.method, response, keep, version))
+            parts = _payload(request.method, response, keep, version)
             try:  # here, so that concurrent scrapes write in parallel, not one after the other in the loop
-                conn.out = conn.out[_send(conn.sock, conn.out):]
+                if self.tls is None:  # scattered: the parts are not copied into one
+                    sent = conn.sock.sendmsg(parts)
+                else:
+                    parts = [b"".join(parts)]
+                    sent = _send(conn.sock, memoryview(parts[0]))
+                conn.out = memoryview(b"".join(parts) if sent < sum(map(len, parts)) else b"")[sent:]
+            except BlockingIOError:
+                conn.out = memoryview(b"".join(parts))
             except OSError:  # the client is gone
-                failed = True
+                failed, conn.status = True, 0  # not an answer
+            if not conn.out:  # now, not when the loop gets to it: the client may already be asking again
+                self._finished(conn)
             self._done.put((conn, failed))
             self._wake()
