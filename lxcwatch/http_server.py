@@ -65,7 +65,7 @@ class Response:
 class _Connection:
     """One client connection, owned by the loop or (while `busy`) by one worker, never by both."""
 
-    __slots__ = ("sock", "peer", "buffer", "state", "deadline", "reason", "first", "out", "status", "keep", "counted")
+    __slots__ = ("sock", "peer", "buffer", "state", "deadline", "reason", "first", "out", "keep", "counted")
 
     def __init__(self, sock: socket.socket, peer: str, state: str):
         self.sock, self.peer, self.state = sock, peer, state  # "handshake", "read", "busy", "write"
@@ -73,7 +73,7 @@ class _Connection:
         self.deadline, self.reason = 0.0, ""  # when the connection is cut, and why
         self.first = True  # no request answered yet
         self.out = memoryview(b"")  # what is left to write
-        self.status, self.keep = 0, False  # of the response being written
+        self.keep = False  # the connection stays open after the response being written
         self.counted = False  # the request counts in Server.in_flight until its response is written
 
 
@@ -267,7 +267,11 @@ class Server:
                 return
             sock.setblocking(False)
             if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                try:
+                    sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                except OSError:  # the client is gone already
+                    self._cut(_Connection(sock, address[0], "new"), "tls_handshake_error")
+                    continue
             conn = _Connection(sock, address[0], "handshake" if self.tls is not None else "read")
             self._open.add(conn)
             self._selector.register(sock, selectors.EVENT_READ, conn)
@@ -392,7 +396,8 @@ class Server:
             self._count(cut, conn.peer)
         self._waiting.pop(conn, None)
         conn.out = memoryview(b"".join(_payload(method, response, keep and not cut, version)))
-        conn.status, conn.keep = response.status, keep and not cut
+        conn.keep = keep and not cut
+        self._answered(response.status)
         conn.state = "write"
         self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
         conn.deadline, conn.reason = time.monotonic() + self.limits.request_timeout, "write_timeout"
@@ -419,16 +424,15 @@ class Server:
             self._parse(conn)
 
     def _finished(self, conn: _Connection) -> None:
-        """The response on `conn` is written (counted by status) or dropped; either way its request no longer counts
-        against --web.max-requests. Done at most once per response."""
-        written = conn.status and not conn.out
-        if conn.counted or written:
+        """The request on `conn` no longer counts against --web.max-requests: its response is written or dropped."""
+        if conn.counted:
+            conn.counted = False
             with self._lock:
-                if written:
-                    self.codes[conn.status] = self.codes.get(conn.status, 0) + 1
-                if conn.counted:
-                    self.in_flight -= 1
-            conn.status, conn.counted = 0, False
+                self.in_flight -= 1
+
+    def _answered(self, status: int) -> None:
+        with self._lock:
+            self.codes[status] = self.codes.get(status, 0) + 1
 
     def _take_back(self) -> None:
         """Connections whose worker is done: write the rest of the response, then wait for the next request."""
@@ -463,8 +467,11 @@ class Server:
             except Exception as e:  # noqa: BLE001
                 log.error("http request failed", extra={"path": request.path, "err": f"{type(e).__name__}: {e}"})
                 response = _text(500, "internal server error\n")
-            conn.status, conn.keep = response.status, keep
+            conn.keep = keep
             parts = _payload(request.method, response, keep, version)
+            self._answered(response.status)
+            # Before writing: a client given the last byte may ask again before this thread runs again.
+            self._finished(conn)
             try:  # here, so that concurrent scrapes write in parallel, not one after the other in the loop
                 if self.tls is None:  # scattered: the parts are not copied into one
                     sent = conn.sock.sendmsg(parts)
@@ -475,8 +482,10 @@ class Server:
             except BlockingIOError:
                 conn.out = memoryview(b"".join(parts))
             except OSError:  # the client is gone
-                failed, conn.status = True, 0  # not an answer
-            if not conn.out:  # now, not when the loop gets to it: the client may already be asking again
-                self._finished(conn)
+                failed = True
+            if conn.out and not failed:  # the loop writes the rest: it counts again (by at most WORKERS too many)
+                conn.counted = True
+                with self._lock:
+                    self.in_flight += 1
             self._done.put((conn, failed))
             self._wake()
