@@ -6,6 +6,7 @@ import html
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from prometheus_client.process_collector import ProcessCollector
@@ -15,6 +16,10 @@ from lxcwatch.basic_auth import BasicAuth
 from lxcwatch.errors import RuntimeFailure
 from lxcwatch.http_server import BACKLOG, Request, Response
 from lxcwatch.web_config import WebConfig
+
+# The process collector reads three /proc files (~0.2 ms): at most once per this many seconds, so that concurrent
+# scrapers do not multiply it (Prometheus scrapes every few seconds at most; each then gets values read for it).
+PROCESS_EVERY = 1.0
 
 
 class Exposition:
@@ -29,11 +34,12 @@ class Exposition:
         self.extra = lambda: []  # more families, rendered with each new snapshot
         self.live = lambda: []  # more families, rendered at each scrape
         self._process = ProcessCollector(registry=None)
+        self._process_read: tuple[float, list] = (-PROCESS_EVERY, [])  # (when, families)
 
     def render(self, accept: str) -> tuple[list[bytes], str]:
         """The exposition in parts, to be written one after the other, and its content type."""
         openmetrics, content_type = exposition.negotiate(accept)
-        now = exposition.render(exposition.from_client(self._process.collect()) + self.live(), openmetrics)
+        now = exposition.render(self._process_families() + self.live(), openmetrics)
         snap, verdict = self.sampler.current
         agent = self.agent
         with self._lock:
@@ -43,6 +49,14 @@ class Exposition:
                 cached = (snap.seq, agent), exposition.render(families, openmetrics, end=False)
                 self._cache[content_type] = cached
         return [cached[1], now], content_type
+
+
+    def _process_families(self) -> list[exposition.Family]:
+        read_at, families = self._process_read
+        if time.monotonic() - read_at >= PROCESS_EVERY:
+            families = exposition.from_client(self._process.collect())
+            self._process_read = time.monotonic(), families
+        return families
 
 
 LANDING = """<!DOCTYPE html>
