@@ -125,6 +125,16 @@ def _send(sock: socket.socket, data: memoryview) -> int:
         return 0
 
 
+def _move_down(sock: socket.socket) -> socket.socket:
+    """`sock` on the lowest free descriptor (dup() takes that one), or as it was if there is none."""
+    try:
+        low = sock.dup()
+    except OSError:
+        return sock
+    sock.close()
+    return low
+
+
 class Server:
     """Serves `app` (Request -> Response, called in a worker thread) on already listening sockets."""
 
@@ -260,11 +270,14 @@ class Server:
                 reason = "connection_limit"
             else:
                 reason = None
-            if reason and self._waiting:  # make room: close the connection that has waited longest for a request
+            room = bool(self._waiting)
+            if reason and room:  # make room: close the connection that has waited longest for a request
                 self._cut(next(iter(self._waiting)), reason)
-            if reason == "descriptor_limit" or (reason and not self._waiting):
-                self._cut(_Connection(sock, address[0], "new"), reason)  # one of the reserve: refused
-                return
+                if reason == "descriptor_limit":
+                    sock = _move_down(sock)  # to the descriptor just freed, out of the collectors' reserve
+            if reason and (not room or sock.fileno() >= self._max_fds - FD_RESERVE):
+                self._cut(_Connection(sock, address[0], "new"), reason)  # no room: refused
+                continue
             sock.setblocking(False)
             if self.tls is not None:
                 try:
