@@ -21,13 +21,15 @@ from lxcwatch.exposition import Family
 
 log = logging.getLogger("lxcwatch.http")
 
-MAX_CONNECTIONS = 256  # open at once; a new one closes the one that has waited longest for a request
-FD_RESERVE = 32  # descriptors left to the collectors: a connection that would take one of them is refused
-MAX_HEAD_BYTES = 16384  # request line and headers; more is answered 431
+MAX_CONNECTIONS = 256  # open at once ("a few hundred", the issue); a new one closes the longest-waiting one
+# Descriptors left to the rest of the agent: a connection that would take one of them closes the longest-waiting
+# one instead. A margin, not a measurement: a sample opens its files one at a time, a container found ~10 it keeps.
+FD_RESERVE = 32
+MAX_HEAD_BYTES = 16384  # request line and headers (Prometheus sends ~300 bytes); more is answered 431
 WORKERS = 4  # threads that authenticate, render, compress and start writing, all started with the server
 BACKLOG = 128  # 5 (socketserver's) overflowed under 50 concurrent scrapers: SYN retries of 1-3 s (performance.md)
 LOG_EVERY = 60.0  # seconds between two log lines about the same reason
-TICK = 0.1  # seconds between two looks for expired timeouts
+TICK = 0.1  # seconds between two looks for expired timeouts: their precision
 REASONS = {  # connections the agent refused or cut off, by reason
     "idle_timeout": "no new request within --web.idle-timeout",
     "request_timeout": "request headers not complete within --web.request-timeout",
