@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench bench-containers golden clean
+.PHONY: run test bench bench-containers golden mutation clean dist
 
 $(STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
@@ -30,5 +30,32 @@ bench: $(STAMP)
 bench-containers: $(STAMP)
 	$(PY) bench/containers.py $(ARGS)
 
+# Mutation testing of the detection core (pyproject [tool.mutmut]); ~30 min on 2 cores. Survivors: `results`.
+mutation: $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[test,mutation]'
+	rm -rf mutants
+	$(PY) scripts/mutation run --max-children 2
+	$(PY) scripts/mutation results
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build $(DIST) *.egg-info mutants
+
+# The release artifacts in dist/: the wheel; a wheelhouse tarball (the wheel and every dependency, built for this
+# machine's Python and architecture) that the Ansible role installs on hosts with no network; the Ansible role as
+# a tarball for `ansible-galaxy role install` (its files/ links replaced by the files); SHA256SUMS of all three
+# (docs/deploy.md).
+DIST       := dist
+VERSION    := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lxcwatch/__init__.py)
+PLATFORM   := $(shell python3 -c 'import platform, sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')
+TAR        := tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --exclude=__pycache__
+
+dist: $(STAMP)
+	rm -rf $(DIST) build
+	mkdir -p $(DIST)/wheelhouse
+	$(VENV)/bin/pip wheel --quiet --no-deps . -w $(DIST)
+	$(VENV)/bin/pip wheel --quiet $(DIST)/lxcwatch-$(VERSION)-py3-none-any.whl -w $(DIST)/wheelhouse
+	$(TAR) -C $(DIST) -cf - wheelhouse | gzip -n > $(DIST)/lxcwatch-$(VERSION)-wheelhouse-$(PLATFORM).tar.gz
+	$(TAR) --dereference -C deploy/ansible/roles -cf - lxcwatch | gzip -n > $(DIST)/lxcwatch-role-$(VERSION).tar.gz
+	rm -rf $(DIST)/wheelhouse build
+	cd $(DIST) && sha256sum *.whl *.tar.gz > SHA256SUMS
+	cat $(DIST)/SHA256SUMS

@@ -29,8 +29,9 @@ class Options:
 def add_arguments(p) -> None:
     p.add_argument("--recorder.path", dest="recorder_path", default=None, metavar="PATH",
                    help=f"flight recorder ring (default {DEFAULT_RING}; on a --path.procfs tree: off unless given)")
-    p.add_argument("--recorder.size", dest="recorder_size", default="64MiB", metavar="SIZE",
-                   help="size of the ring, preallocated, e.g. 64MiB; 0 disables the recorder (default 64MiB)")
+    p.add_argument("--recorder.size", dest="recorder_size", default="8MiB", metavar="SIZE",
+                   help="size of the ring, preallocated, e.g. 64MiB; 0 disables the recorder (default 8MiB: the last "
+                        "30 minutes of a busy 128-CPU host)")
     p.add_argument("--recorder", dest="recorder", action="store_true", default=True,
                    help="keep the flight recorder (default; --no-recorder disables it)")
     p.add_argument("--no-recorder", dest="recorder", action="store_false", help="no flight recorder")
@@ -68,10 +69,11 @@ def options(args) -> Options:
 class Blackbox:
     """Started once per agent run; its families join every scrape."""
 
-    def __init__(self, o: Options, version: str):
+    def __init__(self, o: Options, version: str, interval: float = 1.0):
         self.options = o
         self.boot = flight_recorder.boot_id()
-        self.recorder = flight_recorder.Recorder(o.ring, o.ring_size, o.sync_interval, self.boot, version) if o.ring else None
+        self.recorder = (flight_recorder.Recorder(o.ring, o.ring_size, o.sync_interval, self.boot, version, interval)
+                         if o.ring else None)
         self.previous: Counter = Counter()
         self.watch = None
         if o.kernel_events:
@@ -112,8 +114,8 @@ class Blackbox:
             counter("recorder_written_bytes", "Bytes written to the flight recorder ring.", r.bytes)
             counter("recorder_write_errors", "Flight recorder writes or syncs that failed (disk full, EIO, ring unopenable).", r.errors)
             gauge("recorder_size_bytes", "Size of the flight recorder ring.", self.options.ring_size)
-            if r.previous_boot_unclean is not None:
-                gauge("previous_boot_unclean", "1 if the ring's last run was in another boot and never stopped cleanly.",
+            if r.previous_boot_unclean is not None:  # absent when the ring cannot tell (old format, no boot id)
+                gauge("previous_boot_unclean", "1 if the agent's last run in the previous boot never stopped cleanly.",
                       int(r.previous_boot_unclean))
         source = Family("lxcwatch_kernel_log_source", "gauge", "1 for where kernel events are read from: journal, kmsg or none.", ("source",))
         current = self.watch.source if self.watch else "none"

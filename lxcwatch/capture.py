@@ -2,6 +2,7 @@
 
 import os
 
+from lxcwatch.fsroot import ATTR_CAP, PROC_CAP, PROC_CAPS, read_attr, read_bytes
 from lxcwatch.kthreads import RESCAN_SAMPLES, identify
 from lxcwatch.trace import Tree
 
@@ -32,10 +33,11 @@ class Reader:
         self.tree = tree
 
     def file(self, rel: str) -> bool:
-        """One small regular file; unreadable or absent ("not supported") is left out."""
+        """One regular file within its cap (lxcwatch/fsroot.py); unreadable, refused or absent ("not supported")
+        is left out."""
+        limit = PROC_CAPS.get(rel, PROC_CAP) if self.prefix == "proc" else ATTR_CAP
         try:
-            with open(os.path.join(self.root, rel), "rb") as f:
-                data = f.read()
+            data = read_bytes(os.path.join(self.root, rel), limit)
         except OSError:
             return False
         self.tree.files[f"{self.prefix}/{rel}"] = data.decode("utf-8", "surrogateescape")
@@ -74,10 +76,8 @@ def capture_kthreads(proc: Reader) -> None:
     for pid in proc.listdir("."):
         if not pid.isdigit():
             continue
-        try:
-            with open(os.path.join(proc.root, pid, "comm"), "rb") as f:
-                comm = f.read().decode("ascii", "replace").strip()
-        except OSError:
+        comm = read_attr(os.path.join(proc.root, pid, "comm"))
+        if comm is None:
             continue
         if identify(int(pid), comm) and proc.file(f"{pid}/stat"):
             proc.file(f"{pid}/comm")

@@ -183,7 +183,7 @@ def _key(name: str):
     def value(text: str) -> int | None:
         for line in text.split("\n"):
             if line.startswith(prefix):
-                return int(line[len(prefix):])
+                return u64(line[len(prefix):])
         return None
 
     return value
@@ -192,13 +192,21 @@ def _key(name: str):
 _oom_kill, _usage_usec, _frozen_flag = _key("oom_kill"), _key("usage_usec"), _key("frozen")
 
 
+def u64(text: str) -> int:
+    """A cgroup counter is a u64: anything else (a sign, 10**400) is a malformed file, not a number to divide."""
+    value = int(text)
+    if not 0 <= value < 2**64:
+        raise ValueError(f"not a 64-bit counter: {text[:30]!r}")
+    return value
+
+
 def _v1_limit(text: str) -> int | None:
-    limit = int(text)
+    limit = u64(text)
     return limit if limit < V1_NO_LIMIT else None
 
 
 def _v2_max(text: str) -> int | None:
-    return None if text == "max" else int(text)
+    return None if text == "max" else u64(text)
 
 
 def _cpu_stat(text: str) -> float | None:
@@ -215,16 +223,16 @@ def _frozen(text: str) -> str:
 CONTROLLER_FILES = {
     ("freezer", 1): (("freezer.state", "freezer", parse_freezer_state),),
     ("freezer", 2): (("cgroup.events", "freezer", _frozen),),  # "frozen" since 5.2
-    ("cpuacct", 1): (("cpuacct.usage", "cpu_seconds", lambda t: int(t) / 1e9),),
+    ("cpuacct", 1): (("cpuacct.usage", "cpu_seconds", lambda t: u64(t) / 1e9),),
     ("cpuacct", 2): (("cpu.stat", "cpu_seconds", _cpu_stat),),
-    ("memory", 1): (("memory.usage_in_bytes", "memory_bytes", int),
+    ("memory", 1): (("memory.usage_in_bytes", "memory_bytes", u64),
                     ("memory.limit_in_bytes", "memory_limit_bytes", _v1_limit),
                     ("memory.oom_control", "oom_kills", _oom_kill)),  # oom_kill: 4.13+
-    ("memory", 2): (("memory.current", "memory_bytes", int),
+    ("memory", 2): (("memory.current", "memory_bytes", u64),
                     ("memory.max", "memory_limit_bytes", _v2_max),
                     ("memory.events", "oom_kills", _oom_kill)),
-    ("pids", 1): (("pids.current", "processes", int),),
-    ("pids", 2): (("pids.current", "processes", int),),
+    ("pids", 1): (("pids.current", "processes", u64),),
+    ("pids", 2): (("pids.current", "processes", u64),),
 }
 
 

@@ -22,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 DETECT_FLAGS = (  # (flag, Thresholds field, type)
     ("--detect.min-packets-per-second", "min_packets_per_second", float),
+    ("--detect.full-poll-share", "full_poll_share", float),
     ("--detect.packets-per-interrupt", "packets_per_interrupt", float),
     ("--detect.squeezes-per-second", "squeezes_per_second", float),
     ("--detect.ksoftirqd-share", "ksoftirqd_share", float),
@@ -44,6 +45,8 @@ def thresholds(args) -> classifier.Thresholds:
     for flag, name, _ in DETECT_FLAGS:
         if values[name] < 0 or (name.endswith("_samples") and values[name] < 1):
             raise UsageError(f"invalid {flag} {values[name]}: must be {'at least 1' if name.endswith('_samples') else 'positive'}")
+        if name.endswith("_share") and values[name] > 1:
+            raise UsageError(f"invalid {flag} {values[name]}: a share is at most 1")
     return classifier.Thresholds(**values)
 
 
@@ -83,8 +86,9 @@ def agent_parser() -> argparse.ArgumentParser:
                    help='flags from a file (/etc/default style: ARGS="--flag=value ..."), read again on SIGHUP; '
                         "flags on the command line win")
     config.add_source_flags(p)
+    config.add_deadline_flag(p)
     _lxc_flags(p, probe_flags=True)
-    p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to")
+    p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to (default: none, no lxcwatch_replica_info)")
     p.add_argument("--replica.name", dest="replica_name", default=None, metavar="NAME", help="this host's name in its group (default: hostname)")
     for name in COLLECTORS:
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction, default=True,
@@ -100,6 +104,7 @@ def agent_parser() -> argparse.ArgumentParser:
 def status_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lxcwatch status", description="Two samples one interval apart: per-NIC and per-CPU receive rates.")
     config.add_source_flags(p)
+    config.add_deadline_flag(p)
     _lxc_flags(p, probe_flags=False)
     _detect_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -108,9 +113,11 @@ def status_parser() -> argparse.ArgumentParser:
 
 def agent_settings(argv: list[str]) -> daemon.Settings:
     """The agent's flags: those of --config.file (if given) first, then the command line's, which win."""
-    args = agent_parser().parse_args(argv)
+    parser = agent_parser()
+    args = parser.parse_args(argv)
     if args.config_file:
-        args = agent_parser().parse_args(config.read_args_file(args.config_file) + argv)
+        argv = config.read_args_file(args.config_file) + argv
+        args = parser.parse_args(argv)
     interval = config.duration(args.interval)
     if not args.telemetry_path.startswith("/") or args.telemetry_path == "/":
         raise UsageError(f"invalid --web.telemetry-path {args.telemetry_path!r}: must start with / and not be /")
@@ -126,6 +133,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         raise UsageError(f"invalid --web.max-requests {args.max_requests}: must be 0 (no limit) or more")
     return daemon.Settings(
         listen=listen, telemetry_path=args.telemetry_path, procfs=args.procfs, sysfs=args.sysfs, interval=interval,
+        deadline=config.deadline(args.deadline, interval),
         collectors=tuple(n for n in COLLECTORS if getattr(args, f"collector_{n}")), thresholds=thresholds(args),
         agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
                             config_loaded_at=time.time()),
@@ -134,7 +142,8 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         blackbox=blackbox.options(args),
         web_config=web_config.load(args.web_config_file) if args.web_config_file else None,
         web_limits=http_server.Limits(args.max_requests, config.duration(args.idle_timeout),
-                                      config.duration(args.request_timeout)))
+                                      config.duration(args.request_timeout)),
+        flags=vars(args), typed=config.typed_flags(parser, argv))
 
 
 def run_status(args) -> int:
@@ -143,13 +152,14 @@ def run_status(args) -> int:
     config.check_roots(args.procfs, args.sysfs)
     sources = Sources.open(args.procfs, args.sysfs, lxc_paths(args))
     try:
-        sampler = Sampler(sources, list(COLLECTORS), interval, limits)
+        sampler = Sampler(sources, list(COLLECTORS), interval, limits, config.deadline(args.deadline, interval))
         first = sampler.sample()
         time.sleep(interval)  # the interval the rates are measured over
         sampler.sample()
         data = status.report(first, *sampler.current)
     finally:
         sources.close()
+    sys.stdout.reconfigure(errors="surrogateescape")  # a name that is not UTF-8 printed as its bytes, as by `ip`
     print(status.to_json(data) if args.json else status.to_text(data))
     return 0
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxcwatch import interrupts as interrupts_file
-from lxcwatch import napi, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch import ethtool_coalesce, napi, napi_poll, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.fsroot import Root
 from lxcwatch.irq_vectors import assign
 from lxcwatch.kthreads import KernelThreads
@@ -26,6 +26,7 @@ class Sources:
     kthreads: KernelThreads
     assigned: tuple | None = None  # (key, NicIrqs) of the last IRQ assignment
     lxc: LxcHost | None = None  # containers of the LXC paths (--path.lxc), probes on their own thread
+    napi_polls: object = None  # TreeNapiPolls on a tree; on the live host the tracepoint's counters
 
     @classmethod
     def open(cls, procfs: str, sysfs: str, lxc_paths: tuple[str, ...] = (DEFAULT_LXC_PATH,),
@@ -39,6 +40,7 @@ class Sources:
             links = SysfsLinks(sys_root)
         sources = cls(Root(procfs), sys_root, NicDirectory(sys_root), links, KernelThreads(Root(procfs)))
         sources.lxc = sources.lxc_host(lxc_paths, probes_file, probes_interval)
+        sources.napi_polls = LiveNapiPolls() if is_live(sysfs) else TreeNapiPolls(sources.procfs)
         return sources
 
     def lxc_host(self, lxc_paths: tuple[str, ...], probes_file: str | None, probes_interval: float) -> LxcHost:
@@ -50,6 +52,8 @@ class Sources:
             close()
         if self.lxc is not None:
             self.lxc.close()
+        if self.napi_polls is not None and hasattr(self.napi_polls, "close"):
+            self.napi_polls.close()
 
 
 def is_live(sysfs: str) -> bool:
@@ -97,8 +101,46 @@ def read_links(s: Sources):
     return s.links.read(s.nics.current())
 
 
+class TreeNapiPolls:
+    """The counts a trace recorded (napi_poll.SOURCE); a tree without that file had no tracepoint counts."""
+
+    def __init__(self, procfs: Root):
+        self.procfs = procfs
+
+    def read(self, devices: list[str]) -> napi_poll.NapiPollReading:
+        try:
+            text = self.procfs.read(napi_poll.SOURCE)
+        except FileNotFoundError:
+            return napi_poll.NapiPollReading(unavailable=f"{self.procfs.join(napi_poll.SOURCE)}: absent from the tree")
+        return napi_poll.NapiPollReading(napi_poll.parse(text))
+
+
+class LiveNapiPolls:
+    """Placeholder until the perf_event_open counting lands."""
+
+    def read(self, devices: list[str]) -> napi_poll.NapiPollReading:
+        return napi_poll.NapiPollReading(unavailable="not implemented")
+
+    def close(self) -> None:
+        pass
+
+
+def read_coalesce(s: Sources) -> dict:
+    """Interrupt coalescing per NIC: from the tree's file; on the live host from ETHTOOL_GCOALESCE (to come)."""
+    if is_live(s.sysfs.path):
+        return {}
+    try:
+        return ethtool_coalesce.parse(s.procfs.read(ethtool_coalesce.SOURCE))
+    except FileNotFoundError:
+        return {}
+
+
 def read_napi(s: Sources):
-    return napi.read(s.procfs, s.sysfs, sorted(s.nics.current()))
+    return napi.read(s.procfs, s.sysfs, sorted(s.nics.current()), read_coalesce(s))
+
+
+def read_napi_poll(s: Sources):
+    return s.napi_polls.read(sorted(s.nics.current()))
 
 
 def read_kthreads(s: Sources):
@@ -118,5 +160,6 @@ COLLECTORS: dict[str, Callable[[Sources], object]] = {
     "links": read_links,
     "napi": read_napi,
     "kthreads": read_kthreads,
+    "napi_poll": read_napi_poll,
     "lxc": read_lxc,
 }

@@ -5,6 +5,7 @@ import re
 import shlex
 
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.fsroot import CONFIG_CAP, read_bytes
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -45,11 +46,27 @@ def add_source_flags(p) -> None:
     p.add_argument("--sample.interval", dest="interval", default="1s", metavar="DURATION", help="time between samples (default 1s)")
 
 
+# A slow collector is late (lxcwatch_sample_overruns_total); a stuck one is blocked in the kernel, for seconds
+# to minutes (a sysfs read waiting on rtnl_lock through a driver reset). The floor keeps the first sample of a
+# big host (a netlink dump costs ~0.4 s per 1000 links, docs/design.md) and a starved CPU from reading as stuck.
+DEADLINE_SHARE, DEADLINE_FLOOR = 0.8, 5.0
+
+
+def add_deadline_flag(p) -> None:
+    p.add_argument("--sample.deadline", dest="deadline", default=None, metavar="DURATION",
+                   help="how long a sample waits for one collector before reporting it stuck "
+                        f"(default {DEADLINE_SHARE:g} x --sample.interval, at least {DEADLINE_FLOOR:g}s)")
+
+
+def deadline(text: str | None, interval: float) -> float:
+    """--sample.deadline in seconds: a collector slower than this is reported stuck (docs/design.md)."""
+    return max(DEADLINE_SHARE * interval, DEADLINE_FLOOR) if text is None else duration(text)
+
+
 def read_args_file(path: str) -> list[str]:
     """The flags in an /etc/default-style file: `# comments` and one `ARGS="--flag=value ..."`, shell-quoted."""
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = read_bytes(path, CONFIG_CAP).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise RuntimeFailure(f"--config.file={path}: {getattr(e, 'strerror', None) or e}") from None
     args: list[str] | None = None
@@ -69,3 +86,20 @@ def read_args_file(path: str) -> list[str]:
     if any(a.startswith("--config.file") for a in args or []):
         raise UsageError(f"{path}: --config.file cannot name another file")
     return args or []
+
+
+def typed_flags(parser, argv: list[str]) -> dict[str, str]:
+    """{dest: option string} of every option of `parser`: the one the user typed in `argv` (the last, as argparse
+    keeps the last value; an abbreviation is named in full), else the option's first name."""
+    table = parser._option_string_actions  # argparse's own map of option strings to actions
+    names = {}
+    for option, action in table.items():
+        names.setdefault(action.dest, option)
+    for word in argv:
+        if not word.startswith("--"):
+            continue
+        typed = word.split("=", 1)[0]
+        matches = [typed] if typed in table else [o for o in table if o.startswith(typed)]
+        if len(matches) == 1:
+            names[table[matches[0]].dest] = matches[0]
+    return names

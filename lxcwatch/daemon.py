@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxcwatch import blackbox, classifier, config, http, http_server, logs, metrics
 from lxcwatch.collectors import Sources
@@ -18,8 +18,19 @@ from lxcwatch.web_config import WebConfig
 
 log = logging.getLogger("lxcwatch")
 
-# Flags a reload cannot change: the listener stays bound and the sources stay open.
-RESTART_ONLY = ("listen", "telemetry_path", "procfs", "sysfs", "interval", "blackbox", "web_config")
+# Settings a reload cannot change (the listener stays bound, the sources and the recorder stay open), each with
+# the flags (argparse dests) that decide it.
+RESTART_ONLY = {
+    "listen": ("listen",),
+    "telemetry_path": ("telemetry_path",),
+    "procfs": ("procfs",),
+    "sysfs": ("sysfs",),
+    "interval": ("interval",),
+    "deadline": ("deadline",),
+    "blackbox": ("recorder_path", "recorder_size", "recorder", "recorder_sync", "kernel_events", "journal", "kmsg",
+                 "pstore"),
+    "web_config": ("web_config_file",),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class Settings:
     procfs: str
     sysfs: str
     interval: float
+    deadline: float  # --sample.deadline: a collector slower than this is reported stuck
     collectors: tuple[str, ...]
     thresholds: classifier.Thresholds
     agent: metrics.Agent
@@ -42,6 +54,8 @@ class Settings:
     blackbox: "blackbox.Options" = blackbox.Options()
     web_config: WebConfig | None = None  # --web.config.file, read at start only
     web_limits: http_server.Limits = http_server.Limits()  # --web.max-requests and the timeouts
+    flags: dict = field(default_factory=dict, compare=False)  # {dest: parsed value} of every flag
+    typed: dict = field(default_factory=dict, compare=False)  # {dest: the option string the user typed}
 
     def lxc_key(self) -> tuple:
         return self.lxc_paths, self.probes_file, self.probes_interval
@@ -74,10 +88,10 @@ def run(load: Callable[[], Settings]) -> int:
     sys.setswitchinterval(0.001)
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
                            settings.probes_interval)
-    sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds)
+    sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
     sockets = [http.bind(address) for address in settings.listen]  # bind first: a port in use fails fast
-    sampler.sample()  # the first scrape already has data
-    box = blackbox.Blackbox(settings.blackbox, settings.agent.version)
+    sampler.sample()  # the first scrape already has data; a stuck file delays it by the deadline at most
+    box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
     box.sampled(*sampler.current)
     exposition = http.Exposition(sampler, settings.agent)
@@ -119,8 +133,12 @@ def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposi
         return old
     kept = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
     if kept:
-        log.warning("these flags change only on restart", extra={"flags": ",".join(kept)})
-        new = dataclasses.replace(new, **{name: getattr(old, name) for name in kept})
+        names = restart_flags(old, new, kept)
+        log.error(f"{', '.join(names)} changed; restart needed to apply {'it' if len(names) == 1 else 'them'}",
+                  extra={"flags": ",".join(names)})
+        dests = [dest for name in kept for dest in RESTART_ONLY[name]]
+        new = dataclasses.replace(new, **{name: getattr(old, name) for name in kept},
+                                  flags={**new.flags, **{dest: old.flags.get(dest) for dest in dests}})
     if (new.log_level, new.log_format) != (old.log_level, old.log_format):
         logs.setup(new.log_level, new.log_format)
     lxc = None
@@ -128,7 +146,17 @@ def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposi
         lxc = sampler.sources.lxc_host(new.lxc_paths, new.probes_file, new.probes_interval)
     sampler.reconfigure(list(new.collectors), new.thresholds, lxc)
     server.limits = new.web_limits  # read by every new connection and request
-    exposition.agent = dataclasses.replace(new.agent, config_loaded=True, config_loaded_at=time.time())
+    # Half applied is not applied: until a restart, the metric says the running agent is not what the file says.
+    loaded_at = exposition.agent.config_loaded_at if kept else time.time()
+    exposition.agent = dataclasses.replace(new.agent, config_loaded=not kept, config_loaded_at=loaded_at)
     log.info("configuration reloaded", extra={"replica_group": new.agent.replica_group, "replica": new.agent.replica,
                                               "collectors": ",".join(new.collectors)})
     return new
+
+
+def restart_flags(old: Settings, new: Settings, kept: list[str]) -> list[str]:
+    """The flags, as the user typed them, behind the settings a reload cannot apply; a setting whose flags are
+    unchanged (the file --web.config.file names was edited) is named by its first flag."""
+    changed = [dest for name in kept for dest in RESTART_ONLY[name] if new.flags.get(dest) != old.flags.get(dest)]
+    dests = changed or [RESTART_ONLY[name][0] for name in kept]
+    return [new.typed.get(dest) or old.typed.get(dest) or f"--{dest}" for dest in dests]

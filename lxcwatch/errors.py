@@ -1,4 +1,6 @@
-"""Errors the agent reports to its user instead of a traceback."""
+"""Errors the agent reports to its user instead of a traceback, and a collector's partial failure."""
+
+from dataclasses import dataclass
 
 
 class ParseError(ValueError):
@@ -17,3 +19,11 @@ class UsageError(Exception):
 
 class RuntimeFailure(Exception):
     """A failure at start-up (unreadable root, port in use): one line, exit code 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """What a collector returns when it read most of its source but not all: a failure that keeps its data."""
+
+    reading: object
+    error: str

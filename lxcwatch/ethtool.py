@@ -2,6 +2,7 @@
 
 import ctypes
 import fcntl
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ def _text(raw: bytes) -> str:
 def drvinfo(sock: socket.socket, ifname: str) -> Driver | None:
     """Ask the live kernel; None when the interface has no ethtool ops or is gone."""
     buf = ctypes.create_string_buffer(_DRVINFO.pack(ETHTOOL_GDRVINFO, *([b""] * 6), 0, 0, 0, 0, 0))
-    ifreq = struct.pack("16sP", ifname.encode()[:15], ctypes.addressof(buf))
+    ifreq = struct.pack("16sP", os.fsencode(ifname)[:15], ctypes.addressof(buf))  # the kernel's bytes back
     try:
         fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
     except OSError:

@@ -21,9 +21,26 @@ class Family:
         self.samples.append((tuple(values), value))
 
 
+def counter(name: str, doc: str, labels: list[str]) -> Family:
+    return Family(f"lxcwatch_{name}", "counter", doc, tuple(labels))
+
+
+def gauge(name: str, doc: str, labels: list[str] | None = None) -> Family:
+    return Family(f"lxcwatch_{name}", "gauge", doc, tuple(labels or ()))
+
+
+def label_value(value: str) -> str:
+    """The one spelling of kernel bytes (decoded UTF-8 + surrogateescape, lxcwatch/fsroot.py) in a label: UTF-8 as
+    is, a byte that is not UTF-8 as \\xNN and, so that the spelling reverses to the bytes, a backslash as \\\\."""
+    if value.isascii() and "\\" not in value:
+        return value
+    raw = value.replace("\\", "\\\\").encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _escape(value: str) -> str:
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    if not value.isascii() or "\\" in value or '"' in value or "\n" in value:
+        return label_value(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return value
 
 

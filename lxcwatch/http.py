@@ -24,7 +24,8 @@ PROCESS_EVERY = 1.0
 
 class Exposition:
     """Renders the latest snapshot once per snapshot and format; every other scrape is a cache hit. The process's
-    own figures (prometheus_client's process collector) and `live` families are rendered at each scrape."""
+    own figures (prometheus_client's process collector, at most once a second) and `live` families are rendered at
+    each scrape."""
 
     def __init__(self, sampler, agent: metrics.Agent):
         self.sampler = sampler
@@ -39,8 +40,9 @@ class Exposition:
     def render(self, accept: str) -> tuple[list[bytes], str]:
         """The exposition in parts, to be written one after the other, and its content type."""
         openmetrics, content_type = exposition.negotiate(accept)
-        now = exposition.render(self._process_families() + self.live(), openmetrics)
         snap, verdict = self.sampler.current
+        now = exposition.render([metrics.sample_age(snap, time.monotonic()), *self._process_families(), *self.live()],
+                                openmetrics)
         agent = self.agent
         with self._lock:
             cached = self._cache.get(content_type)
@@ -49,7 +51,6 @@ class Exposition:
                 cached = (snap.seq, agent), exposition.render(families, openmetrics, end=False)
                 self._cache[content_type] = cached
         return [cached[1], now], content_type
-
 
     def _process_families(self) -> list[exposition.Family]:
         read_at, families = self._process_read

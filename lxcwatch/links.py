@@ -1,7 +1,9 @@
 """Link metadata (kind, master, flags, driver) read from a sysfs tree: the source when --path.sysfs is not /sys."""
 
+import os
 from dataclasses import dataclass, field
 
+from lxcwatch.errors import Partial
 from lxcwatch.ethtool import Driver
 from lxcwatch.fsroot import Root, read_attr, read_link_name
 from lxcwatch.nics import Nic
@@ -17,13 +19,13 @@ class Link:
     kind: str  # physical, bridge, veth, vlan, bond, loopback, or the netlink kind of other virtual links
     master: str  # bridge or bond this link is a port of; "" when none
     operstate: str
-    flags: int  # raw device flags; IFF_PROMISC here includes bridge- and tcpdump-induced promiscuity
+    flags: int | None  # raw device flags (IFF_PROMISC includes bridge- and tcpdump-induced); None: unreadable
     promiscuity: int | None  # IFLA_PROMISCUITY reference count; None when read from a sysfs tree
     driver: Driver = field(default_factory=Driver)
 
     @property
-    def promiscuous(self) -> bool:
-        return bool(self.flags & IFF_PROMISC)
+    def promiscuous(self) -> bool | None:
+        return None if self.flags is None else bool(self.flags & IFF_PROMISC)
 
 
 def _kind(sysfs: Root, name: str, entries: list[str], nics: dict[str, Nic]) -> str:
@@ -62,26 +64,31 @@ class SysfsLinks:
         self.sysfs = sysfs
         self._identity: dict[str, tuple[str, int, str, Driver]] = {}
 
-    def read(self, nics: dict[str, Nic]) -> dict[str, Link]:
+    def read(self, nics: dict[str, Nic]) -> "dict[str, Link] | Partial":
+        """The links; a Partial (the collector then fails, the links still count) if some `flags` is unreadable."""
         names = self.sysfs.listdir("class", "net")
         if set(names) != set(self._identity):
             self._identity = {n: self._read_identity(n, nics) for n in names}
-        links = {}
+        links, unreadable = {}, []
         for name in names:
             path, ifindex, kind, driver = self._identity[name]
             flags = read_attr(path + "/flags")
             if flags is None:
-                continue  # vanished since the listing: the next sample will not list it
+                if not os.path.lexists(path):
+                    continue  # vanished since the listing: the next sample will not list it
+                unreadable.append(path + "/flags")
             links[name] = Link(
                 name=name,
                 ifindex=ifindex,
                 kind=kind,
                 master=read_link_name(path + "/master") or "",
                 operstate=read_attr(path + "/operstate") or "unknown",
-                flags=int(flags, 16) if flags.startswith("0x") else 0,
+                flags=None if flags is None else int(flags, 16) if flags.startswith("0x") else 0,
                 promiscuity=None,
                 driver=driver,
             )
+        if unreadable:
+            return Partial(links, f"unreadable, so link_promiscuous unknown: {', '.join(sorted(unreadable))}")
         return links
 
     def _read_identity(self, name: str, nics: dict[str, Nic]) -> tuple[str, int, str, Driver]:

@@ -17,7 +17,7 @@ from lxcwatch import lxc_config, net_dev, netns
 from lxcwatch.cgroups import CgroupFs, CgroupUsage, ContainerCgroups, parse_proc_cgroup
 from lxcwatch.containers import ContainerReading, LxcReading, Veth
 from lxcwatch.errors import ParseError
-from lxcwatch.fsroot import Root, read_attr
+from lxcwatch.fsroot import CONFIG_CAP, Root, open_regular, read_attr, read_text
 from lxcwatch.lxc_monitor import (
     MonitorIdentity,
     PidStat,
@@ -77,8 +77,9 @@ class _Run:
 
 
 def _read_bytes(path: str) -> bytes | None:
+    """A monitor's /proc/PID/cmdline; its first 64 KiB hold the container's name."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return None
     try:
@@ -175,8 +176,7 @@ class LxcHost:
         if cached is not None and cached.stamp == stamp:
             return cached
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                entry = _Config(lxc_path, stamp, lxc_config.parse(f.read(), name, path))
+            entry = _Config(lxc_path, stamp, lxc_config.parse(read_text(path, CONFIG_CAP), name, path))
         except ParseError as e:
             entry = _Config(lxc_path, stamp, None, str(e))
         except OSError as e:

@@ -63,7 +63,7 @@ def parse_nspid(status: str) -> tuple[int, ...] | None:
     for line in status.splitlines():
         if line.startswith("NSpid:"):
             try:
-                return tuple(int(v) for v in line.split()[1:])
+                return tuple(int(v) for v in line[len("NSpid:"):].split())
             except ValueError:
                 raise ParseError("PID/status", f"bad NSpid line {line[:60]!r}") from None
     return None

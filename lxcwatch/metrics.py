@@ -1,13 +1,15 @@
 """Renders a snapshot as Prometheus metric families: a pure function, cached per snapshot by the HTTP layer."""
 
 import logging
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from lxcwatch.classifier import HOST_REASONS, REASONS, Verdict
+from lxcwatch import verdict_metrics
+from lxcwatch.classifier import Verdict
 from lxcwatch.containers import STATES as CONTAINER_STATES
 from lxcwatch.exposition import Family
+from lxcwatch.exposition import counter as _counter
+from lxcwatch.exposition import gauge as _gauge
 from lxcwatch.proc_stat import USER_HZ
 from lxcwatch.snapshot import Snapshot
 
@@ -21,14 +23,6 @@ class Agent:
     replica: str
     config_loaded: bool = True  # the last (re)load of the flags succeeded
     config_loaded_at: float = 0.0  # time of the last successful (re)load
-
-
-def _counter(name: str, doc: str, labels: list[str]) -> Family:
-    return Family(f"lxcwatch_{name}", "counter", doc, tuple(labels))
-
-
-def _gauge(name: str, doc: str, labels: list[str] | None = None) -> Family:
-    return Family(f"lxcwatch_{name}", "gauge", doc, tuple(labels or ()))
 
 
 SOFTNET = (  # (field, metric, help)
@@ -106,7 +100,8 @@ def _links(s: Snapshot) -> Iterator[Family]:
                   ["device", "kind", "master", "operstate", "driver", "driver_version", "firmware_version", "bus_info"])
     ports: dict[str, int] = {}
     for link in links:
-        promiscuous.add([link.name], int(link.promiscuous))
+        if link.flags is not None:  # unreadable: unknown, and the links collector says so
+            promiscuous.add([link.name], int(link.promiscuous))
         if link.promiscuity is not None:
             promiscuity.add([link.name], link.promiscuity)
         up.add([link.name], int(link.operstate == "up"))
@@ -158,6 +153,21 @@ def _kthreads(s: Snapshot) -> Iterator[Family]:
         else:
             napi.add([thread.device, thread.name], ticks / USER_HZ)
     yield from (ksoftirqd, napi)
+
+
+def _napi_poll(s: Snapshot) -> Iterator[Family]:
+    reading = s.napi_polls
+    available = _gauge("napi_poll_available", "1 if the kernel's napi:napi_poll counts are read; 0: detection uses the counters only.")
+    available.add([], int(not reading.unavailable))
+    yield available
+    if reading.unavailable:
+        return
+    polls = _counter("nic_napi_polls", "NAPI polls of the device (tracepoint napi:napi_poll).", ["device"])
+    full = _counter("nic_napi_full_polls", "NAPI polls that used their whole budget: polled again with the IRQ masked.", ["device"])
+    for device, c in sorted(reading.counts.items()):
+        polls.add([device], c.polls)
+        full.add([device], c.full)
+    yield from (polls, full)
 
 
 CONTAINER_USAGE = (  # (CgroupUsage field, metric, counter?, help)
@@ -244,41 +254,9 @@ RENDERERS: dict[str, Callable[[Snapshot], Iterator[Family]]] = {
     "links": _links,
     "napi": _napi,
     "kthreads": _kthreads,
+    "napi_poll": _napi_poll,
     "lxc": _lxc,
 }
-
-
-def _verdict(v: Verdict) -> Iterator[Family]:
-    heavy = _gauge("nic_napi_heavy", "1 if the NIC is in NAPI polling-heavy mode (with hysteresis).", ["device"])
-    ppi = _gauge("nic_packets_per_interrupt", "Received packets per hard IRQ on the NIC's receiving vectors, last interval.", ["device"])
-    spi = _gauge("nic_softirqs_per_interrupt", "NET_RX softirqs on the NIC's CPUs per hard IRQ, last interval.", ["device"])
-    since = _gauge("nic_napi_heavy_since_timestamp_seconds", "When the evidence of the current NAPI-heavy mode began.", ["device"])
-    changes = _counter("nic_mode_changes", "Changes between interrupt-driven and NAPI-heavy mode.", ["device"])
-    reason = _gauge("nic_napi_reason", "1 for the reason of the NIC's current mode (none when interrupt-driven).", ["device", "reason"])
-    for device, n in sorted(v.nics.items()):
-        heavy.add([device], int(n.mode.heavy))
-        r = n.rates
-        ppi.add([device], r.packets_per_irq if r.packets_per_irq is not None else (math.inf if r.packets else 0.0))
-        if n.softirqs_per_interrupt is not None:
-            spi.add([device], n.softirqs_per_interrupt)
-        if n.mode.heavy:
-            since.add([device], n.mode.since)
-        changes.add([device], n.mode.changes)
-        for name in REASONS:
-            reason.add([device, name], int(n.mode.reason == name))
-    yield from (heavy, ppi, spi, since, changes, reason)
-    host = _gauge("host_napi_heavy", "1 if a promiscuous or bridged NIC is NAPI-heavy, or softnet is under pressure.")
-    host.add([], int(v.host.heavy))
-    host_reason = _gauge("host_napi_reason", "1 for the reason of the host's current mode.", ["reason"])
-    for name in HOST_REASONS:
-        host_reason.add([name], int(v.host.reason == name))
-    host_changes = _counter("host_mode_changes", "Changes of the host verdict.", [])
-    host_changes.add([], v.host.changes)
-    yield from (host, host_reason, host_changes)
-    if v.host.heavy:
-        host_since = _gauge("host_napi_heavy_since_timestamp_seconds", "When the evidence of the host's NAPI-heavy mode began.")
-        host_since.add([], v.host.since)
-        yield host_since
 
 
 def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | None = None,
@@ -287,7 +265,7 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
     out: list[Family] = []
     success = {name: r.success for name, r in s.collectors.items()}
     for name in s.collectors:
-        if not success[name] or name not in RENDERERS:
+        if not (success[name] or s.collectors[name].partial) or name not in RENDERERS:
             continue
         try:
             out.extend(RENDERERS[name](s))
@@ -295,17 +273,22 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
             log.exception("rendering failed", extra={"collector": name})
             success[name] = False
     if verdict is not None:
-        out.extend(_verdict(verdict))
+        out.extend(verdict_metrics.render(verdict))
     out.extend(extra)  # families the agent keeps outside the snapshot (the black box)
     out.extend(_self(s, agent, success, overruns))
     return out
 
 
+def sample_age(s: Snapshot, now_monotonic: float) -> Family:
+    """Computed at each scrape, not with the sample: a stalled sampling loop shows here, as an age that grows."""
+    age = _gauge("last_sample_age_seconds", "Seconds since the sample being served was taken (monotonic clock), at scrape time.")
+    age.add([], max(0.0, now_monotonic - s.monotonic))
+    return age
+
+
 def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) -> Iterator[Family]:
     build = _gauge("build_info", "lxcwatch build; value is always 1.", ["version"])
     build.add([agent.version], 1)
-    replica = _gauge("replica_info", "This host's replica group and name; value is always 1.", ["replica_group", "replica"])
-    replica.add([agent.replica_group, agent.replica], 1)
     ok = _gauge("scrape_collector_success", "1 if the collector's last sample succeeded.", ["collector"])
     took = _gauge("scrape_collector_duration_seconds", "Time the collector's last sample took.", ["collector"])
     for name in sorted(s.collectors):
@@ -321,4 +304,9 @@ def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) ->
     reloaded.add([], int(agent.config_loaded))
     reloaded_at = _gauge("config_last_reload_success_timestamp_seconds", "Time of the last successful start or reload.")
     reloaded_at.add([], agent.config_loaded_at)
-    yield from (build, replica, ok, took, last, samples, late, reloaded, reloaded_at)
+    yield build
+    if agent.replica_group:  # a host in no group exports no membership: replica_group="" would read as one group
+        replica = _gauge("replica_info", "This host's replica group and name; value is always 1.", ["replica_group", "replica"])
+        replica.add([agent.replica_group, agent.replica], 1)
+        yield replica
+    yield from (ok, took, last, samples, late, reloaded, reloaded_at)

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from lxcwatch.ethtool_coalesce import Coalesce
 from lxcwatch.fsroot import Root
 
 SYSCTLS = ("netdev_budget", "netdev_budget_usecs", "netdev_max_backlog", "busy_poll", "busy_read")
@@ -14,6 +15,7 @@ class NapiTuning:
     threaded: bool | None
     defer_hard_irqs: int | None
     gro_flush_timeout_ns: int | None
+    coalesce: Coalesce | None = None  # None: the driver has no coalescing ops (or the tree does not say)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +24,7 @@ class Napi:
     sysctls: dict[str, int]  # net.core.* name -> value (packets or microseconds, as the kernel has it)
 
 
-def read(procfs: Root, sysfs: Root, nics: list[str]) -> Napi:
+def read(procfs: Root, sysfs: Root, nics: list[str], coalesce: dict[str, Coalesce]) -> Napi:
     tuning = {}
     for name in nics:
         threaded = sysfs.int_attr("class", "net", name, "threaded")
@@ -30,6 +32,7 @@ def read(procfs: Root, sysfs: Root, nics: list[str]) -> Napi:
             threaded=None if threaded is None else threaded != 0,
             defer_hard_irqs=sysfs.int_attr("class", "net", name, "napi_defer_hard_irqs"),
             gro_flush_timeout_ns=sysfs.int_attr("class", "net", name, "gro_flush_timeout"),
+            coalesce=coalesce.get(name),
         )
     sysctls = {}
     for name in SYSCTLS:

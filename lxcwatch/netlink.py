@@ -105,7 +105,7 @@ class NetlinkLinks:
         if kind != RTM_NEWLINK:
             return
         attrs = {
-            "ifname": msg.get_attr("IFLA_IFNAME"),
+            "ifname": _name(msg.get_attr("IFLA_IFNAME")),
             "master": msg.get_attr("IFLA_MASTER"),
             "promiscuity": msg.get_attr("IFLA_PROMISCUITY"),
             "operstate": msg.get_attr("IFLA_OPERSTATE"),
@@ -135,6 +135,11 @@ class NetlinkLinks:
             promiscuity=a.get("promiscuity"),
             driver=drvinfo(self._ethtool, name) or Driver(),
         )
+
+
+def _name(value: str | bytes) -> str:
+    """pyroute2 gives a name that is not UTF-8 as bytes: decode it as os.listdir() and fsroot do."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
 def _with_master(link: Link, master: str) -> Link:

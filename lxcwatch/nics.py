@@ -56,6 +56,10 @@ class NicDirectory:
     def current(self, force: bool = False) -> dict[str, Nic]:
         names = tuple(sorted(self.sysfs.listdir("class", "net")))
         if force or names != self._names:
+            nics = find(self.sysfs, list(names))
+            # Collectors call this from their own threads at once: the NICs before the names they are for, so
+            # that no caller takes the new names with the old NICs (links would cache eth0 as "virtual").
+            self.nics = nics
             self._names = names
-            self.nics = find(self.sysfs, list(names))
+            return nics
         return self.nics

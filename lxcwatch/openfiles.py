@@ -13,6 +13,8 @@ import fcntl
 import os
 import resource
 
+from lxcwatch.fsroot import open_regular
+
 FD_BASE = 1024  # FD_SETSIZE: descriptors below stay free for select() users
 RESERVE = 64
 WANTED = 1 << 16
@@ -50,16 +52,16 @@ class OpenFiles:
         fd = self._fds.get(path)
         if fd is not None:
             try:
-                return os.pread(fd, 65536, 0).decode("ascii", "replace").strip()
+                return os.pread(fd, 65536, 0).decode("utf-8", "surrogateescape").strip()
             except OSError:
                 self.forget(path)
                 return None
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_regular(path)  # a FIFO or device in a container's cgroup or /proc is refused, not waited on
         except OSError:
             return None
         try:
-            text = os.read(fd, 65536).decode("ascii", "replace").strip()
+            text = os.read(fd, 65536).decode("utf-8", "surrogateescape").strip()
         except OSError:
             os.close(fd)
             return None

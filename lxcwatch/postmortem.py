@@ -3,13 +3,14 @@
 import datetime
 import os
 
-from lxcwatch import blackbox, flight_recorder, klog
+from lxcwatch import blackbox, flight_recorder, klog, ring_survey
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.flight_recorder import SAMPLE, START, STOP
+from lxcwatch.flight_recorder import SAMPLE
 
 WIDTH, PANEL, BAND, LEFT, RIGHT, TOP = 1200, 150, 22, 90, 170, 40
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
 HEAVY, CALM, EVENT = (255, 160, 0), (160, 200, 160), (120, 0, 120)
+MAX_LINES = 10  # ranges and gaps listed one per line; the rest are counted
 STATE_COLOURS = {"RUNNING": (44, 160, 44), "STOPPED": (150, 150, 150), "FROZEN": (23, 190, 207)}
 
 
@@ -18,7 +19,8 @@ def add_arguments(p) -> None:
                    help=f"the flight recorder ring (default {blackbox.DEFAULT_RING})")
     p.add_argument("--around", default=None, metavar="TIME",
                    help="end of the window: 2025-11-24T03:12:00 (local time), or seconds since the epoch "
-                        "(default: the end of the last run that ended uncleanly in an earlier boot, else of the last run)")
+                        "(default: the end of the crash, i.e. of the latest earlier boot's last run if it had no clean stop, "
+                        "else of the ring's last run)")
     p.add_argument("--minutes", default=10.0, type=float, metavar="N", help="length of the window (default 10)")
     p.add_argument("--out", default="postmortem", metavar="DIR", help="where summary.txt and timeline.png go (default ./postmortem)")
     p.add_argument("--path.journal", dest="journal", default=None, metavar="DIR",
@@ -38,22 +40,11 @@ def parse_time(text: str) -> float:
         raise UsageError(f"invalid --around {text!r}: want e.g. 2025-11-24T03:12:00 or seconds since the epoch") from None
 
 
-def runs(records: list) -> list[dict]:
-    """Records grouped by agent run: {"start": data, "stop": data or None, "samples": [data, ...]}."""
-    out: list[dict] = []
-    for r in records:
-        if r.kind == START or not out:
-            out.append({"start": r.data if r.kind == START else {}, "stop": None, "samples": []})
-        if r.kind == SAMPLE:
-            out[-1]["samples"].append(r.data)
-        elif r.kind == STOP:
-            out[-1]["stop"] = r.data
-    return out
-
-
-def choose(all_runs: list[dict], boot: str) -> dict:
-    crashed = [r for r in all_runs if r["stop"] is None and r["start"].get("boot") != boot and r["samples"]]
-    return crashed[-1] if crashed else all_runs[-1]
+def choose(views: list[ring_survey.RunView], boot: str) -> ring_survey.RunView:
+    """The last run of the latest earlier boot whose last run had no clean stop (the crash), else the ring's last run."""
+    last_of_boot = {v.run.boot: v for v in views}
+    crashed = [v for v in last_of_boot.values() if boot and v.run.boot != boot and v.stop is None and v.samples]
+    return max(crashed, key=lambda v: v.records[-1].seq) if crashed else views[-1]
 
 
 def stamp(t: float) -> str:
@@ -87,17 +78,65 @@ def kernel_events(boot: str, journal: str | None) -> list[tuple[float, str, str,
         return []
 
 
-def summary(run: dict, window: list[dict], start: float, end: float, events, pstore, current_boot: str) -> str:
-    lines = [f"lxcwatch postmortem: {stamp(start)} .. {stamp(end)}"]
-    boot = run["start"].get("boot", "?")
-    if run["stop"]:
-        lines.append(f"run: started {stamp(run['start'].get('t', 0))}, boot {boot}; stopped cleanly at {stamp(run['stop']['t'])}")
-    else:
-        last = run["samples"][-1]["t"] if run["samples"] else 0
-        where = "an earlier boot" if boot != current_boot else "this boot"
-        lines.append(f"run: started {stamp(run['start'].get('t', 0))}, boot {boot} ({where}); "
-                     f"ENDED UNCLEANLY: last record {stamp(last)}, no clean stop")
-    lines.append(f"samples in window: {len(window)}")
+def run_line(view: ring_survey.RunView, status: str, current_boot: str) -> str:
+    r, last = view.run, view.records[-1]
+    where = "this boot" if r.boot == current_boot else "an earlier boot" if current_boot and r.boot else "boot unknown"
+    started = f"started {stamp(r.started)}"
+    if not view.start_survives:
+        started += f" (its start record is overwritten; the ring holds the run from {stamp(view.records[0].time)})"
+    ending = {
+        ring_survey.STOPPED: f"stopped cleanly at {stamp(last.time)}",
+        ring_survey.RUNNING: f"RUNNING: pid {r.pid} holds the ring in this boot; last record {stamp(last.time)}",
+        ring_survey.UNCLEAN: f"ENDED UNCLEANLY: last record {stamp(last.time)}, no clean stop"
+                             + ("" if r.boot != current_boot else " (killed; the host stayed up)"),
+        ring_survey.UNKNOWN: f"no clean stop, and whether it still runs is unknown (this boot's id or /proc/locks "
+                             f"unreadable); last record {stamp(last.time)}",
+    }[status]
+    return f"run: pid {r.pid}, boot {r.boot or '?'} ({where}), {started}; {ending}"
+
+
+def damage_lines(path: str, found: flight_recorder.Scan, view: ring_survey.RunView, skipped: int) -> list[str]:
+    records, d = found.records, ring_survey.damage(found)
+    by_seq = {r.seq: r for r in records}
+    wrapped = "; wrapped: older records overwritten" if records[0].seq > 1 else ""
+    lines = [f"ring: {path}, {d.file_size} bytes, {len(records)} intact records (seq {records[0].seq}..{records[-1].seq}), "
+             f"{stamp(records[0].time)} .. {stamp(records[-1].time)}{wrapped}"]
+    damage = []
+    if d.missing:
+        lost = sum(b - a + 1 for a, b in d.missing)
+        damage.append(f"missing records: {lost} between the oldest and the newest, {d.damaged_headers} of them "
+                      f"with a corrupt header left")
+        for a, b in d.missing[:MAX_LINES]:
+            damage.append(f"  seq {a}..{b}: {stamp(by_seq[a - 1].time)} .. {stamp(by_seq[b + 1].time)}")
+        if len(d.missing) > MAX_LINES:
+            damage.append(f"  and {len(d.missing) - MAX_LINES} more ranges")
+    if d.tail:
+        damage.append(f"truncated tail: the write after the newest record (offset {d.tail.offset}) is cut short")
+    if d.file_size < d.ring_size:
+        damage.append(f"ring file truncated: {d.file_size} of {d.ring_size} bytes")
+    gaps = ring_survey.gaps(view.samples)
+    if gaps:
+        damage.append(f"gaps in this run's samples (interval {view.run.interval:g} s): {len(gaps)}, "
+                      f"{sum(b.time - a.time for a, b in gaps):.1f} s in all")
+        for a, b in gaps[:MAX_LINES]:
+            lost = b.seq - a.seq - 1
+            why = f"{lost} records lost" if lost else "nothing written (failed writes or a stalled sampler)"
+            damage.append(f"  {stamp(a.time)} .. {stamp(b.time)} ({b.time - a.time:.1f} s): {why}")
+        if len(gaps) > MAX_LINES:
+            damage.append(f"  and {len(gaps) - MAX_LINES} more gaps")
+    if view.errors:
+        damage.append(f"write errors counted by the agent: {view.errors} (by its last record)")
+    skips = [(d.duplicates, "duplicate records"), (d.old_format, "records of the old format (LXFR, not understood)"),
+             (skipped, "samples in the window whose payload does not decode")]
+    if any(n for n, _ in skips):
+        damage.append("skipped: " + ", ".join(f"{n} {what}" for n, what in skips if n))
+    lines.append("damage: none found" if not damage else "damage:")
+    lines.extend("  " + line for line in damage)
+    return lines
+
+
+def summary(head: list[str], window: list[dict], start: float, end: float, events, pstore) -> str:
+    lines = [f"lxcwatch postmortem: {stamp(start)} .. {stamp(end)}", *head]
     devices = sorted({d for s in window for d in s["n"]})
     lines.append("")
     lines.append("NICs")
@@ -222,38 +261,72 @@ def timeline(window: list[dict], start: float, end: float, events, path: str) ->
     return img.size
 
 
+def window_of(found: flight_recorder.Scan, view: ring_survey.RunView, around: float | None,
+              minutes: float) -> tuple[list[dict], int, float]:
+    """The run's samples in the window as dicts with their time "t", how many did not decode, and the window's end."""
+    samples = view.samples
+    end = around if around is not None else samples[-1].time
+    window, skipped = [], 0
+    for r in samples:
+        if end - minutes * 60 <= r.time <= end:
+            data = found.data(r)
+            if data is None:
+                skipped += 1
+            else:
+                window.append({"t": r.time, **data})
+    return window, skipped, end
+
+
+def read(path: str) -> flight_recorder.Scan:
+    try:
+        found = flight_recorder.read(path)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"{path}: no flight recorder ring there (see --recorder.path)") from None
+    except OSError as e:
+        raise RuntimeFailure(f"{path}: {e.strerror}") from None
+    if not found.records and found.old_format:
+        raise RuntimeFailure(f"{path}: a ring of the old format (LXFR records, lxcwatch before records named their run): "
+                             "not understood by this version")
+    if not any(r.kind == SAMPLE for r in found.records):
+        raise RuntimeFailure(f"{path}: no samples recorded")
+    return found
+
+
+def write(out: str, text: str, window: list[dict], start: float, end: float, events) -> list[str]:
+    paths = [os.path.join(out, "summary.txt"), os.path.join(out, "timeline.png")]
+    try:
+        os.makedirs(out, exist_ok=True)
+        with open(paths[0], "w") as f:
+            f.write(text)
+        timeline(window, start, end, events, paths[1])
+    except OSError as e:
+        raise RuntimeFailure(f"{e.filename or out}: cannot write the postmortem: {e.strerror or e}") from None
+    return paths
+
+
 def run(args) -> int:
-    if not os.path.exists(args.ring):
-        raise RuntimeFailure(f"{args.ring}: no flight recorder ring there (see --recorder.path)")
     if args.minutes <= 0:
         raise UsageError(f"invalid --minutes {args.minutes}: must be positive")
-    try:
-        records = flight_recorder.read(args.ring)
-    except OSError as e:
-        raise RuntimeFailure(f"{args.ring}: {e.strerror}") from None
-    if not any(r.kind == SAMPLE for r in records):
-        raise RuntimeFailure(f"{args.ring}: no samples recorded")
+    around = parse_time(args.around) if args.around is not None else None
+    found = read(args.ring)
     current = flight_recorder.boot_id()
-    all_runs = runs(records)
-    if args.around is not None:
-        end = parse_time(args.around)
-        started = [r for r in all_runs if r["samples"] and r["samples"][0]["t"] <= end]
-        run_ = started[-1] if started else all_runs[-1]
+    views = [v for v in ring_survey.runs(found.records) if v.samples]
+    if around is not None:
+        started = [v for v in views if v.samples[0].time <= around]
+        view = started[-1] if started else views[-1]
     else:
-        run_ = choose(all_runs, current)
-        end = run_["samples"][-1]["t"]
-    start = end - args.minutes * 60
-    window = [s for s in run_["samples"] if start <= s["t"] <= end]
+        view = choose(views, current)
+    window, skipped, end = window_of(found, view, around, args.minutes)
     if not window:
-        raise RuntimeFailure(f"no samples between {stamp(start)} and {stamp(end)}")
+        raise RuntimeFailure(f"no samples between {stamp(end - args.minutes * 60)} and {stamp(end)}")
     start = window[0]["t"]  # a run shorter than the window fills the picture
-    boot = run_["start"].get("boot", "")
+    newest = view.records[-1] is found.records[-1]
+    status = ring_survey.state(view, newest, current, ring_survey.lock_holders(args.ring))
+    boot = view.run.boot
     events = kernel_events(boot, args.journal)
-    pstore = klog.count(klog.pstore_lines(args.pstore)) if run_["stop"] is None and boot != current else {}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "summary.txt"), "w") as f:
-        f.write(summary(run_, window, start, end, events, pstore, current))
-    timeline(window, start, end, events, os.path.join(args.out, "timeline.png"))
-    print(f"{os.path.join(args.out, 'summary.txt')}\n{os.path.join(args.out, 'timeline.png')}")
+    pstore = klog.count(klog.pstore_lines(args.pstore)) if status == ring_survey.UNCLEAN and boot != current else {}
+    head = [run_line(view, status, current), f"samples in window: {len(window)}",
+            *damage_lines(args.ring, found, view, skipped)]
+    paths = write(args.out, summary(head, window, start, end, events, pstore), window, start, end, events)
+    print("\n".join(paths))
     return 0
-

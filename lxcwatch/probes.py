@@ -8,8 +8,9 @@ or in the container's LXC config as a comment, which LXC itself ignores:
 
     # lxcwatch.probe = PROBE tcp HOST:PORT [TIMEOUT]
 
-The runner connects from the agent's network namespace (the host) on its own thread; the lxc collector
-only copies the latest results, so a slow or hanging target never delays a sample."""
+The runner connects from the agent's network namespace (the host) on its own thread, each probe on its own
+schedule; the lxc collector only copies the latest results, so a slow or hanging target never delays a
+sample nor another probe."""
 
 import errno
 import ipaddress
@@ -24,10 +25,14 @@ from dataclasses import dataclass
 
 from lxcwatch.config import duration
 from lxcwatch.errors import ParseError, UsageError
+from lxcwatch.fsroot import CONFIG_CAP, read_text
 
 log = logging.getLogger("lxcwatch.probes")
 
 DEFAULT_TIMEOUT = 1.0
+# Linux itself gives up a connect after ~127 s (tcp_syn_retries=6); its SYN retransmissions are 1, 3, 7, 15 and
+# 31 s after the first, so a minute already covers five retransmissions. A longer timeout tells nothing more.
+MAX_TIMEOUT = 60.0
 KINDS = ("tcp",)
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _CONFIG_LINE = re.compile(r"\s*#\s*lxcwatch\.probe\s*=\s*(.*)")
@@ -89,6 +94,8 @@ def parse_spec(container: str, fields: list[str]) -> ProbeSpec:
             timeout = duration(fields[3])
         except UsageError as e:
             raise ValueError(str(e)) from None
+        if timeout > MAX_TIMEOUT:
+            raise ValueError(f"timeout {fields[3]} is longer than the maximum {MAX_TIMEOUT:g}s")
     return ProbeSpec(container, name, kind, host, port, timeout)
 
 
@@ -118,8 +125,7 @@ def parse_config_line(container: str, line: str) -> ProbeSpec | None:
 def check_file(path: str) -> None:
     """Refuse an unreadable or malformed --probes.file at start-up (UsageError names file and line)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            parse_file(f.read(), path)
+        parse_file(read_text(path, CONFIG_CAP), path)
     except OSError as e:
         raise UsageError(f"--probes.file={path}: {e.strerror or e}") from None
     except ParseError as e:
@@ -140,8 +146,7 @@ class ProbeFile:
             st = os.stat(self.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             if stamp != self._stamp:
-                with open(self.path, encoding="utf-8", errors="replace") as f:
-                    self._specs = parse_file(f.read(), self.path)
+                self._specs = parse_file(read_text(self.path, CONFIG_CAP), self.path)
                 self._stamp = stamp
                 if self.error:
                     log.info("probes file reloaded", extra={"file": self.path})
@@ -166,9 +171,85 @@ def _addresses(spec: ProbeSpec) -> tuple[int, tuple]:
         return family, sockaddr
 
 
+class Attempts:
+    """TCP connects in flight, all on one selector: started one by one, each ending on its own (connected,
+    refused, or its timeout) without waiting for the others."""
+
+    def __init__(self):
+        self.selector = selectors.DefaultSelector()
+        self.pending: dict[socket.socket, tuple[ProbeSpec, float, float]] = {}  # sock -> (spec, t0, wall)
+
+    def keys(self) -> set[tuple[str, str]]:
+        return {spec.key for spec, _, _ in self.pending.values()}
+
+    def start(self, spec: ProbeSpec) -> ProbeResult | None:
+        """Begin one attempt; its result at once when the connect ends immediately, else None (in flight)."""
+        wall, t0 = time.time(), time.monotonic()
+        try:
+            family, sockaddr = _addresses(spec)
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        except OSError as e:
+            return _result(spec, t0, wall, False, str(e))
+        code = sock.connect_ex(sockaddr)
+        if code == errno.EINPROGRESS:
+            self.pending[sock] = (spec, t0, wall)
+            self.selector.register(sock, selectors.EVENT_WRITE)
+            return None
+        sock.close()
+        return _result(spec, t0, wall, code == 0, "" if code == 0 else os.strerror(code))
+
+    def next_timeout(self) -> float | None:
+        return min((t0 + spec.timeout for spec, t0, _ in self.pending.values()), default=None)
+
+    def wait(self, until: float) -> list[ProbeResult]:
+        """Attempts that ended by `until` (monotonic), or earlier as soon as one did."""
+        results = self._expire()
+        if results:
+            return results
+        end = min(until, self.next_timeout() or until)
+        for key, _ in self.selector.select(max(0.0, end - time.monotonic())):
+            if key.fileobj in self.pending:
+                results.append(self._end(key.fileobj))
+        return results + self._expire()
+
+    def _expire(self) -> list[ProbeResult]:
+        now, out = time.monotonic(), []
+        for sock, (spec, t0, wall) in list(self.pending.items()):
+            if now - t0 >= spec.timeout:
+                self._drop(sock)
+                out.append(ProbeResult(spec.container, spec.name, False, spec.timeout, wall, "timeout"))
+        return out
+
+    def _end(self, sock: socket.socket) -> ProbeResult:
+        spec, t0, wall = self.pending[sock]
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._drop(sock)
+        return _result(spec, t0, wall, code == 0, "" if code == 0 else os.strerror(code))
+
+    def _drop(self, sock: socket.socket) -> None:
+        del self.pending[sock]
+        self.selector.unregister(sock)
+        sock.close()
+
+    def cancel(self, keys: set[tuple[str, str]]) -> None:
+        for sock, (spec, _, _) in list(self.pending.items()):
+            if spec.key in keys:
+                self._drop(sock)
+
+    def close(self) -> None:
+        for sock in list(self.pending):
+            self._drop(sock)
+        self.selector.close()
+
+
+def _result(spec: ProbeSpec, t0: float, wall: float, ok: bool, error: str = "") -> ProbeResult:
+    return ProbeResult(spec.container, spec.name, ok, time.monotonic() - t0, wall, error)
+
+
 class ProbeRunner:
-    """Runs every declared probe once per interval on one thread, all attempts of a round concurrently
-    (non-blocking connect + selectors); results are read with `results()` from any thread."""
+    """Runs every declared probe once per interval on one thread, each on its own schedule: an attempt that
+    hangs until its timeout delays no other probe's attempts or results (non-blocking connects on one
+    selector). Results are read with `results()` from any thread."""
 
     def __init__(self, interval: float):
         self.interval = interval
@@ -180,7 +261,7 @@ class ProbeRunner:
         self._thread: threading.Thread | None = None
 
     def update(self, specs: tuple[ProbeSpec, ...]) -> None:
-        """Replace the declared probes; the thread starts with the first ones and runs a round at once."""
+        """Replace the declared probes; the thread starts with the first ones, and new probes run at once."""
         if specs == self._specs:
             return
         with self._lock:
@@ -203,72 +284,50 @@ class ProbeRunner:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        attempts = Attempts()
+        due: dict[tuple[str, str], float] = {}  # probe -> when its next attempt starts (monotonic)
+        try:
+            while not self._stop.is_set():
+                try:
+                    due = self._step(attempts, due)
+                except Exception:  # a bug here must not end probing
+                    log.exception("probe step failed")
+                    self._stop.wait(self.interval)
+        finally:
+            attempts.close()
+
+    def _step(self, attempts: Attempts, due: dict) -> dict:
+        """Start the attempts that are due, then wait (at most 0.25 s, to see new declarations) for any to end."""
+        if self._changed.is_set():
             self._changed.clear()
-            started = time.monotonic()
-            with self._lock:
-                specs = self._specs
-            try:
-                results = run_round(specs, self._stop)
-            except Exception:  # a bug here must not end probing
-                log.exception("probe round failed")
-                results = {}
+        with self._lock:
+            specs = {s.key: s for s in self._specs}
+        attempts.cancel({spec.key for spec, _, _ in attempts.pending.values() if specs.get(spec.key) != spec})
+        due = {k: t for k, t in due.items() if k in specs}
+        now, ended = time.monotonic(), []
+        busy = attempts.keys()
+        for key, spec in specs.items():
+            if key not in busy and due.get(key, now) <= now:
+                due[key] = now + self.interval
+                result = attempts.start(spec)
+                if result is not None:
+                    ended.append(result)
+        next_start = min((t for k, t in due.items() if k not in attempts.keys()), default=now + self.interval)
+        ended += attempts.wait(min(next_start, now + 0.25))
+        if ended:
             with self._lock:
                 current = {s.key for s in self._specs}
-                self._results.update({k: r for k, r in results.items() if k in current})
-            wait = max(0.0, started + self.interval - time.monotonic())
-            if self._changed.wait(wait):  # new declarations: probe them now rather than an interval later
-                continue
+                ended = [r for r in ended if (r.container, r.name) in current]
+                before = {(r.container, r.name): self._results.get((r.container, r.name)) for r in ended}
+                self._results.update({(r.container, r.name): r for r in ended})
+            for r in ended:
+                _log_change(before[r.container, r.name], r)
+        return due
 
 
-def run_round(specs: tuple[ProbeSpec, ...], stop: threading.Event | None = None) -> dict[tuple[str, str], ProbeResult]:
-    """One attempt per probe, concurrently; returns when every attempt ended or timed out."""
-    results: dict[tuple[str, str], ProbeResult] = {}
-    pending: dict[socket.socket, tuple[ProbeSpec, float, float]] = {}  # sock -> (spec, t0, wall)
-    selector = selectors.DefaultSelector()
-
-    def done(spec: ProbeSpec, t0: float, wall: float, ok: bool, error: str = "") -> None:
-        results[spec.key] = ProbeResult(spec.container, spec.name, ok, time.monotonic() - t0, wall, error)
-
-    try:
-        for spec in specs:
-            wall, t0 = time.time(), time.monotonic()
-            try:
-                family, sockaddr = _addresses(spec)
-                sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-            except OSError as e:
-                done(spec, t0, wall, False, str(e))
-                continue
-            code = sock.connect_ex(sockaddr)
-            if code == 0:
-                sock.close()
-                done(spec, t0, wall, True)
-            elif code != errno.EINPROGRESS:
-                sock.close()
-                done(spec, t0, wall, False, os.strerror(code))
-            else:
-                pending[sock] = (spec, t0, wall)
-                selector.register(sock, selectors.EVENT_WRITE)
-        while pending and not (stop is not None and stop.is_set()):
-            now = time.monotonic()
-            for sock, (spec, t0, wall) in list(pending.items()):
-                if now - t0 >= spec.timeout:
-                    selector.unregister(sock)
-                    sock.close()
-                    del pending[sock]
-                    results[spec.key] = ProbeResult(spec.container, spec.name, False, spec.timeout, wall, "timeout")
-            if not pending:
-                break
-            deadline = min(t0 + spec.timeout for spec, t0, _ in pending.values())
-            for key, _ in selector.select(max(0.0, min(deadline - time.monotonic(), 0.5))):
-                sock = key.fileobj
-                spec, t0, wall = pending.pop(sock)
-                selector.unregister(sock)
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                sock.close()
-                done(spec, t0, wall, code == 0, "" if code == 0 else os.strerror(code))
-    finally:
-        for sock in pending:
-            sock.close()
-        selector.close()
-    return results
+def _log_change(before: ProbeResult | None, after: ProbeResult) -> None:
+    """A probe's failure is logged when it starts (or its reason changes), its recovery once."""
+    if not after.success and (before is None or before.success or before.error != after.error):
+        log.warning("probe failed", extra={"container": after.container, "probe": after.name, "err": after.error})
+    elif after.success and before is not None and not before.success:
+        log.info("probe recovered", extra={"container": after.container, "probe": after.name})

@@ -19,6 +19,9 @@ class NicRates:
     net_rx: float  # NET_RX softirqs/s on the CPUs serving the NIC's IRQs
     squeezes: float  # time_squeeze/s on those CPUs
     cpus: tuple[int, ...]  # CPUs serving the NIC's receiving IRQs
+    queues: int = 1  # receiving vectors (rx and txrx) that fired this interval, at least 1
+    polls: float | None = None  # NAPI polls/s (napi:napi_poll); None without usable counts in both snapshots
+    full_polls: float | None = None  # of those, polls/s that used their whole budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,19 @@ def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, 
     return tuple(moved or [cpu for cpu, n in now.items() if n])
 
 
+def _polls(prev: Snapshot, cur: Snapshot, device: str) -> tuple[int, int] | None:
+    """Polls and full polls of the device over the interval; None when either snapshot has no counts for it
+    (collector failed or disabled, host without the tracepoint, device never or not polled in the interval) or the
+    counting restarted."""
+    a, b = prev.napi_polls, cur.napi_polls
+    if not (a and b) or device not in a.counts or device not in b.counts:  # a host that cannot count has none
+        return None
+    old, new = a.counts[device], b.counts[device]
+    if new.polls <= old.polls or new.full < old.full:
+        return None
+    return new.polls - old.polls, new.full - old.full
+
+
 def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
     dt = cur.monotonic - prev.monotonic
     if dt <= 0:
@@ -59,27 +75,35 @@ def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
             data.setdefault(i.device, []).append(i.irq)
     out = {}
     for device, irqs in sorted(data.items()):
-        irq_delta = sum(increase(prev.irqs.total.get(i, cur.irqs.total[i]), cur.irqs.total[i]) for i in irqs)
+        deltas = [increase(prev.irqs.total.get(i, cur.irqs.total[i]), cur.irqs.total[i]) for i in irqs]
+        irq_delta = sum(deltas)
         new, old = cur.netdev.get(device), prev.netdev.get(device)
         packets = increase(old.receive_packets, new.receive_packets) if new and old else 0
         cpus = _serving_cpus(prev, cur, irqs)
         net_rx = sum(_diff(cur.softirqs.total, prev.softirqs.total, ("NET_RX", c)) for c in cpus)
         squeezes = sum(_diff(cur.softnet.total, prev.softnet.total, (c, "time_squeeze")) for c in cpus)
+        polls = _polls(prev, cur, device)
         out[device] = NicRates(
             device, packets / dt, irq_delta / dt, packets / irq_delta if irq_delta else None,
-            net_rx / dt, squeezes / dt, cpus,
+            net_rx / dt, squeezes / dt, cpus, max(1, sum(d > 0 for d in deltas)), *((polls[0] / dt, polls[1] / dt) if polls else (None, None)),
         )
     return out
+
+
+def ksoftirqd_shares(prev: Snapshot, cur: Snapshot) -> dict[int, float]:
+    """CPU -> fraction of the interval its ksoftirqd/N ran: softirq work that overflowed."""
+    dt = cur.monotonic - prev.monotonic
+    if dt <= 0:
+        return {}
+    return {thread.cpu: increase(prev.kthreads[thread], ticks) / USER_HZ / dt
+            for thread, ticks in cur.kthreads.items() if thread.cpu is not None and thread in prev.kthreads}
 
 
 def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
     dt = cur.monotonic - prev.monotonic
     if dt <= 0:
         return {}
-    ksoftirqd = {}
-    for thread, ticks in cur.kthreads.items():
-        if thread.cpu is not None and thread in prev.kthreads:
-            ksoftirqd[thread.cpu] = increase(prev.kthreads[thread], ticks) / USER_HZ / dt
+    ksoftirqd = ksoftirqd_shares(prev, cur)
     out = {}
     for cpu in sorted(cur.softnet_rows):
         def rate(key, table="softnet"):

@@ -1,20 +1,23 @@
 """The sampling loop: runs the collectors on a fixed schedule and publishes each new snapshot."""
 
+import ctypes
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 
-from lxcwatch import classifier
+from lxcwatch import classifier, fsroot
 from lxcwatch.collectors import COLLECTORS, Sources
-from lxcwatch.errors import ParseError
+from lxcwatch.errors import ParseError, Partial
 from lxcwatch.snapshot import CollectorResult, Snapshot, build
 
 log = logging.getLogger("lxcwatch.sampler")
 
 
-def mode_name(mode: classifier.Mode) -> str:
-    return "napi_heavy" if mode.heavy else "interrupt"
+def mode_name(heavy: bool) -> str:
+    """The one name of each mode, in logs and in `lxcwatch status`."""
+    return "napi_heavy" if heavy else "interrupt"
 
 
 def describe(error: BaseException) -> str:
@@ -25,15 +28,87 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def name_thread(name: str) -> None:
+    """The calling thread's name in the kernel (`top -H`, /proc/PID/task/TID/comm): a stuck reader is seen by name."""
+    ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME; a failure only leaves the old name
+
+
+class _Read:
+    """One collector read handed to its worker; `done` is set when it returned or raised."""
+
+    def __init__(self, name: str, sources: Sources):
+        self.name, self.sources = name, sources
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: BaseException | None = None
+        self.duration = 0.0
+        self.thread: int | None = None  # the worker's thread id, for the file it last opened
+
+
+class _Worker:
+    """One collector's own thread, reused for every read. A read stuck in the kernel stays stuck in this thread
+    alone, and the sampler hands it no other read until that one returns: one thread per collector, at most."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.reads: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()
+        self.current: _Read | None = None
+        threading.Thread(target=self._loop, name=f"collector-{name}", daemon=True).start()
+
+    def busy(self) -> bool:
+        return self.current is not None and not self.current.done.is_set()
+
+    def submit(self, read: _Read) -> None:
+        self.current = read
+        self.reads.put(read)
+
+    def _loop(self) -> None:
+        name_thread(f"read-{self.name}")
+        while (read := self.reads.get()) is not None:
+            read.thread = threading.get_ident()
+            start = time.perf_counter()
+            try:
+                value = COLLECTORS[read.name](read.sources)
+            except BaseException as e:  # noqa: BLE001 (the sampler reports it, whatever it is)
+                read.error = e
+            else:
+                read.value = value
+            read.duration = time.perf_counter() - start
+            read.done.set()
+
+
+def stuck_error(read: _Read, deadline: float) -> str:
+    """The reason a stuck collector reports: the same string as long as the same read is stuck (logged once)."""
+    where = fsroot.LAST_OPENED.get(read.thread) if read.thread is not None else None
+    return f"stuck: no answer within {deadline:g}s" + (f", last file opened {where}" if where else "")
+
+
+def _outcome(read: _Read) -> tuple[object, CollectorResult]:
+    """(reading or None, result) of a read that returned: a Partial reading counts, but as a failure."""
+    if read.error is not None:
+        if not isinstance(read.error, Exception):
+            raise read.error  # KeyboardInterrupt, SystemExit: not a collector's failure
+        return None, CollectorResult(False, read.duration, describe(read.error))
+    if isinstance(read.value, Partial):
+        return read.value.reading, CollectorResult(False, read.duration, read.value.error, partial=True)
+    return read.value, CollectorResult(True, read.duration)
+
+
 class Sampler:
-    """Owns the sources and the latest snapshot. `sample()` is synchronous; `run()` loops on a schedule."""
+    """Owns the sources and the latest snapshot. `sample()` is synchronous; `run()` loops on a schedule.
+    With a `deadline`, each collector reads in its own worker thread and a sample waits for it at most that
+    long (a collector stuck in a read is reported failed, the others are not held up); without one (replay,
+    tests of pure logic) every collector reads in the calling thread."""
 
     def __init__(self, sources: Sources, collectors: list[str], interval: float,
-                 thresholds: classifier.Thresholds = classifier.Thresholds()):
+                 thresholds: classifier.Thresholds = classifier.Thresholds(), deadline: float | None = None):
         self.sources = sources
         self.collectors = collectors
         self.interval = interval
         self.thresholds = thresholds
+        self.deadline = deadline
+        self._workers: dict[str, _Worker] = {}
         self.current: tuple[Snapshot, classifier.Verdict] | None = None
         self.overruns = 0
         self._stop = threading.Event()
@@ -59,14 +134,12 @@ class Sampler:
         """One sample. `at` = (wall, monotonic) time to stamp it with: a replayed trace's clock, not ours."""
         self._apply_pending()
         wall, mono = at or (time.time(), time.monotonic())
+        reads = self._read_all() if self.deadline is not None else self._read_inline()
         readings, results = {}, {}
-        for name in self.collectors:
-            start = time.perf_counter()
-            try:
-                readings[name] = COLLECTORS[name](self.sources)
-                results[name] = CollectorResult(True, time.perf_counter() - start)
-            except Exception as e:  # one failing source never stops the others
-                results[name] = CollectorResult(False, time.perf_counter() - start, describe(e))
+        for name, (value, result) in reads.items():
+            results[name] = result
+            if value is not None:
+                readings[name] = value
         prev = self.latest
         snap = build(prev, (prev.seq if prev else 0) + 1, wall, mono, readings, results)
         verdict = classifier.step(self.verdict, prev, snap, self.thresholds) if prev else classifier.Verdict()
@@ -76,6 +149,39 @@ class Sampler:
         for callback in self.on_sample:
             callback(snap, verdict)
         return snap
+
+    def _read_inline(self) -> dict[str, tuple[object, CollectorResult]]:
+        out = {}
+        for name in self.collectors:
+            read = _Read(name, self.sources)
+            start = time.perf_counter()
+            try:
+                read.value = COLLECTORS[name](self.sources)
+            except Exception as e:  # one failing source never stops the others
+                read.error = e
+            read.duration = time.perf_counter() - start
+            out[name] = _outcome(read)
+        return out
+
+    def _read_all(self) -> dict[str, tuple[object, CollectorResult]]:
+        """Every collector at once, each in its worker; waits until all returned or the deadline passed."""
+        waiting, out = [], {}
+        for name in self.collectors:
+            worker = self._workers.get(name) or self._workers.setdefault(name, _Worker(name))
+            if worker.busy():  # still stuck since an earlier sample: no second read piles up behind it
+                read = worker.current
+                out[name] = (None, CollectorResult(False, time.monotonic() - read.started, stuck_error(read, self.deadline)))
+                continue
+            read = _Read(name, self.sources)
+            worker.submit(read)
+            waiting.append(read)
+        end = time.monotonic() + self.deadline
+        for read in waiting:
+            if read.done.wait(max(0.0, end - time.monotonic())):
+                out[read.name] = _outcome(read)
+            else:
+                out[read.name] = (None, CollectorResult(False, time.monotonic() - read.started, stuck_error(read, self.deadline)))
+        return {name: out[name] for name in self.collectors}
 
     @property
     def latest(self) -> Snapshot | None:
@@ -87,6 +193,7 @@ class Sampler:
 
     def run(self) -> None:
         """Sample every interval on a fixed grid; a late sample skips the missed slots instead of bunching up."""
+        name_thread("sampler")
         next_at = time.monotonic() + self.interval
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
             try:
@@ -102,15 +209,17 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
+        for worker in self._workers.values():
+            worker.reads.put(None)  # idle workers end; a stuck one is a daemon thread and ends with the process
 
     @staticmethod
     def _log_modes(before: classifier.Verdict, after: classifier.Verdict) -> None:
         for device, v in after.nics.items():
             old = before.nics.get(device)
             if v.mode.heavy != (old.mode.heavy if old else False):
-                log.warning("nic mode changed", extra={"device": device, "mode": mode_name(v.mode), "reason": v.mode.reason})
+                log.warning("nic mode changed", extra={"device": device, "mode": mode_name(v.mode.heavy), "reason": v.mode.reason})
         if after.host.heavy != before.host.heavy:
-            log.warning("host mode changed", extra={"mode": mode_name(after.host), "reason": after.host.reason})
+            log.warning("host mode changed", extra={"mode": mode_name(after.host.heavy), "reason": after.host.reason})
 
     @staticmethod
     def _log_changes(prev: Snapshot | None, snap: Snapshot) -> None:

@@ -8,6 +8,7 @@ from lxcwatch.irq_vectors import NicIrq
 from lxcwatch.kthreads import KernelThread
 from lxcwatch.links import Link
 from lxcwatch.napi import Napi
+from lxcwatch.napi_poll import NapiPollReading
 from lxcwatch.net_dev import NetDevCounters
 from lxcwatch.softnet_stat import SoftnetRow
 
@@ -20,6 +21,7 @@ class CollectorResult:
     success: bool
     duration_seconds: float
     error: str = ""
+    partial: bool = False  # failed in part: its reading is kept and rendered (a link with an unreadable attribute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class Snapshot:
     netdev: dict[str, NetDevCounters] = field(default_factory=dict)
     links: dict[str, Link] = field(default_factory=dict)
     napi: Napi | None = None
+    napi_polls: NapiPollReading | None = None  # the tracepoint's poll counts; None when the collector failed
     kthreads: dict[KernelThread, int] = field(default_factory=dict)  # CPU ticks of ksoftirqd/N, napi/*
     containers: dict[str, lxc_containers.Container] = field(default_factory=dict)  # LXC containers by name
     container_probes: tuple = ()  # ProbeResult of each declared probe that ran
@@ -98,6 +101,8 @@ def build(prev: "Snapshot | None", seq: int, timestamp: float, monotonic: float,
     for name in ("napi", "kthreads"):
         if readings.get(name) is not None:
             parts[name] = readings[name]
+    if readings.get("napi_poll") is not None:
+        parts["napi_polls"] = readings["napi_poll"]
 
     lxc = readings.get("lxc")
     if lxc is not None:  # state changes are counted against the last sample the collector succeeded in

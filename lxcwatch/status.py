@@ -3,14 +3,21 @@
 import json
 from dataclasses import asdict
 
-from lxcwatch.classifier import Verdict
+from lxcwatch.classifier import UNKNOWN, Verdict
 from lxcwatch.rates import cpu_rates, nic_rates
+from lxcwatch.sampler import mode_name
 from lxcwatch.snapshot import Snapshot
+
+
+def _mode(evidence: str) -> str:
+    """This interval's evidence in the agent's words (sampler.mode_name): napi_heavy, interrupt or unknown."""
+    return UNKNOWN if evidence == UNKNOWN else mode_name(evidence != "none")
 
 
 def report(prev: Snapshot, cur: Snapshot, verdict: Verdict) -> dict:
     """Rates between two samples, with each NIC's polling evidence, promiscuity and driver, as plain data.
-    Two samples are too few for hysteresis: the mode shown is this interval's evidence."""
+    Two samples are too few for hysteresis: the mode shown is this interval's evidence; "unknown" names the
+    sources that failed."""
     nics = []
     for device, r in nic_rates(prev, cur).items():
         link = cur.links.get(device)
@@ -19,8 +26,8 @@ def report(prev: Snapshot, cur: Snapshot, verdict: Verdict) -> dict:
         nics.append({
             **asdict(r),
             "cpus": list(r.cpus),
-            "mode": "polling" if evidence != "none" else "interrupt",
-            "reason": evidence,
+            "mode": _mode(evidence),
+            "reason": f"{', '.join(v.missing)} failed" if v and v.missing else evidence,
             "promiscuous": link.promiscuous if link else None,
             "promiscuity": link.promiscuity if link else None,
             "driver": link.driver.driver if link else "",
@@ -30,7 +37,8 @@ def report(prev: Snapshot, cur: Snapshot, verdict: Verdict) -> dict:
         "interval_seconds": round(cur.monotonic - prev.monotonic, 3),
         "nics": nics,
         "cpus": [asdict(c) for c in cpu_rates(prev, cur).values()],
-        "host": {"mode": "polling" if verdict.host_evidence != "none" else "interrupt", "reason": verdict.host_evidence},
+        "host": {"mode": _mode(verdict.host_evidence),
+                 "reason": f"{', '.join(verdict.host_missing)} failed" if verdict.host_missing else verdict.host_evidence},
         "failed_collectors": {n: r.error for n, r in cur.collectors.items() if not r.success},
     }
 
@@ -41,6 +49,10 @@ def to_json(data: dict) -> str:
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _share(polls: float | None, full: float | None) -> str:
+    return f"{100 * full / polls:.1f}%" if polls else "-"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -54,7 +66,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
 def to_text(data: dict) -> str:
     nic_rows = [
         [n["device"], _num(n["packets"]), _num(n["irqs"]), _num(n["packets_per_irq"], 2), _num(n["net_rx"]),
-         _num(n["squeezes"]), n["mode"], n["reason"], {True: "yes", False: "no", None: "?"}[n["promiscuous"]],
+         _num(n["squeezes"]), _share(n["polls"], n["full_polls"]), n["mode"], n["reason"], {True: "yes", False: "no", None: "?"}[n["promiscuous"]],
          f'{n["driver"]} {n["driver_version"]}'.strip() or "-"]
         for n in data["nics"]
     ]
@@ -65,7 +77,7 @@ def to_text(data: dict) -> str:
     ]
     host = data["host"]
     out = [f'Rates over {data["interval_seconds"]}s; host: {host["mode"]} ({host["reason"]})', "", "NICs"]
-    out += _table(["device", "packets/s", "irqs/s", "pkts/irq", "net_rx/s", "squeezed/s", "mode", "reason", "promisc",
+    out += _table(["device", "packets/s", "irqs/s", "pkts/irq", "net_rx/s", "squeezed/s", "full polls", "mode", "reason", "promisc",
                    "driver"], nic_rows)
     if not nic_rows:
         out.append("(no physical NIC found)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.fsroot import CERT_CAP, CONFIG_CAP, read_bytes
 
 CLIENT_AUTH = {  # exporter-toolkit name -> verify mode
     "NoClientCert": ssl.CERT_NONE,
@@ -188,8 +189,7 @@ def ssl_context(tls: TLS) -> ssl.SSLContext:
     ctx.minimum_version, ctx.maximum_version = VERSIONS[tls.min_version], VERSIONS[tls.max_version]
     for name in ("cert_file", "key_file") + (("client_ca_file",) if tls.client_ca_file else ()):
         try:
-            with open(getattr(tls, name), "rb"):
-                pass
+            read_bytes(getattr(tls, name), CERT_CAP)  # a FIFO or /dev/zero here would hang or fill OpenSSL
         except OSError as e:
             raise Invalid(p + name, f"{getattr(tls, name)}: {e.strerror}", runtime=True) from None
     try:
@@ -221,8 +221,7 @@ def load(path: str) -> WebConfig:
     """Read, validate and build: every problem is one line naming the file and the key."""
     flag = f"--web.config.file={path}"
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        data = yaml.safe_load(read_bytes(path, CONFIG_CAP).decode("utf-8"))
     except OSError as e:
         raise RuntimeFailure(f"{flag}: {e.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:

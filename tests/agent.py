@@ -1,6 +1,8 @@
 """Runs the real lxcwatch agent on a free loopback port and reads its exposition."""
 
 import base64
+import contextlib
+import ctypes
 import os
 import shutil
 import socket
@@ -152,3 +154,33 @@ class Agent:
         if not self._log.closed:
             self._final_output = self.output()
             self._log.close()
+
+
+def thread_id(pid: int, name: str) -> int:
+    """The id of the thread of process `pid` named `name` in the kernel (the agent names its threads)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            if f.read().strip() == name:
+                return int(tid)
+    raise AssertionError(f"process {pid} has no thread named {name!r}")
+
+
+@contextlib.contextmanager
+def frozen_thread(pid: int, name: str):
+    """Stop one thread of a running process while the others run on (ptrace seize + interrupt; root), as a
+    thread stuck in the kernel would be; resumed on exit."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    tid = thread_id(pid, name)
+    for request in (PTRACE_SEIZE, PTRACE_INTERRUPT):
+        if libc.ptrace(request, tid, None, None) != 0:
+            raise OSError(ctypes.get_errno(), f"ptrace {request:#x} of thread {tid}")
+    os.waitpid(tid, WALL)  # the thread is in its ptrace stop
+    try:
+        yield tid
+    finally:
+        libc.ptrace(PTRACE_DETACH, tid, None, None)
+
+
+PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH = 0x4206, 0x4207, 17
+WALL = 0x40000000  # waitpid's __WALL: wait for a thread that is not our child

@@ -5,17 +5,20 @@ once on that tree, stamped with the record's time (Sampler.sample(at=...)), so r
 trace, not of the evaluator.
 
 Scoring, per trace, from the second record on (the first has no rates):
-- per sample, for the host and for each NIC (absent from the verdict = not heavy): true/false
-  positives/negatives against the label; the enter_samples + 1 samples from each ground-truth onset and
-  the leave_samples + 1 samples from each offset are grace and not counted (the hysteresis needs
-  enter_samples samples of evidence to enter and leave_samples without to leave, plus one sample for an
-  interval only partly in the new mode);
+- per sample, for the host and for each NIC (absent from the verdict = not heavy; an unknown verdict
+  counts as the mode it holds): true/false positives/negatives against the label; the `Grace.onset`
+  samples from each ground-truth onset and the `Grace.offset` samples from each offset are not counted
+  (the hysteresis needs enter_samples samples of evidence to enter and leave_samples without to leave, plus
+  one sample for an interval only partly in the new mode: the command line takes them from the thresholds
+  it runs, the tests fix them at the documented defaults);
 - latency per onset: samples from the onset (the first heavy-labelled record, counted as 1) up to and
   including the first heavy verdict, so a detector that sees evidence at once scores enter_samples;
   an episode that ends undetected is a miss;
 - flaps: changes of the verdict (either way), per hour of trace, for the host and summed over NICs.
 
-`python tests/detection.py tests/corpus [--detect.NAME=VALUE ...]` prints a markdown table.
+`python tests/detection.py tests/corpus [--detect.NAME=VALUE ...]` prints a markdown table. Every
+*.trace.gz under the directory counts, subdirectories included (recorded traces go beside the generated
+ones); a trace's scenario is its header's `scenario`, else its file name up to the first "-".
 """
 
 import argparse
@@ -36,7 +39,7 @@ from lxcwatch.sampler import Sampler
 from lxcwatch.replay import TreeWriter
 from lxcwatch.snapshot import Snapshot
 
-RECEIVE_PATH = ["softnet", "softirqs", "interrupts", "netdev", "links", "napi", "kthreads"]  # what traces hold
+RECEIVE_PATH = ["softnet", "softirqs", "interrupts", "netdev", "links", "napi", "kthreads", "napi_poll"]  # what traces hold
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # tmpfs: thousands of small renames per trace
 
 
@@ -106,6 +109,8 @@ class Score:
     host_latency: list[int | None] = field(default_factory=list)
     nic_flaps: int = 0
     host_flaps: int = 0
+    heavy_verdicts: int = 0  # samples in which the host or some NIC was reported heavy
+    evidence: set[str] = field(default_factory=set)  # every NIC evidence seen, heavy or not
     reasons: set[str] = field(default_factory=set)  # NIC reasons while heavy
     host_reasons: set[str] = field(default_factory=set)
     highest: dict[str, float] = field(default_factory=dict)  # NIC rate name -> highest value seen
@@ -122,6 +127,8 @@ class Score:
         self.host_latency += other.host_latency
         self.nic_flaps += other.nic_flaps
         self.host_flaps += other.host_flaps
+        self.heavy_verdicts += other.heavy_verdicts
+        self.evidence |= other.evidence
         self.reasons |= other.reasons
         self.host_reasons |= other.host_reasons
         for name, value in other.highest.items():
@@ -139,12 +146,24 @@ class Score:
         return getattr(self, f"{which}_flaps") / self.hours if self.hours else 0.0
 
 
-def grace(truth: list[bool], t: Thresholds) -> list[bool]:
-    """True for the samples not scored: enter_samples + 1 from each onset, leave_samples + 1 from each offset."""
+@dataclass(frozen=True)
+class Grace:
+    """Samples not scored after each ground-truth onset and offset."""
+
+    onset: int
+    offset: int
+
+    @classmethod
+    def of(cls, t: Thresholds) -> "Grace":
+        return cls(t.enter_samples + 1, t.leave_samples + 1)
+
+
+def grace(truth: list[bool], g: Grace) -> list[bool]:
+    """True for the samples not scored: g.onset from each onset, g.offset from each offset."""
     out = [False] * len(truth)
     for i in range(1, len(truth)):
         if truth[i] != truth[i - 1]:
-            width = t.enter_samples + 1 if truth[i] else t.leave_samples + 1
+            width = g.onset if truth[i] else g.offset
             for j in range(i, min(len(truth), i + width)):
                 out[j] = True
     return out
@@ -166,9 +185,9 @@ def flaps(predicted: list[bool]) -> int:
     return sum(a != b for a, b in zip(predicted, predicted[1:]))
 
 
-def score_series(truth: list[bool], predicted: list[bool], t: Thresholds) -> tuple[Confusion, list, int]:
+def score_series(truth: list[bool], predicted: list[bool], g: Grace) -> tuple[Confusion, list, int]:
     c = Confusion()
-    for skip, a, b in zip(grace(truth, t), truth, predicted):
+    for skip, a, b in zip(grace(truth, g), truth, predicted):
         if not skip:
             c.add(a, b)
     return c, latencies(truth, predicted), flaps(predicted)
@@ -200,13 +219,13 @@ def series(path: str, thresholds: Thresholds, score: Score) -> tuple[dict[str, l
     return truth, predicted
 
 
-def evaluate(path: str, thresholds: Thresholds = Thresholds()) -> Score:
+def evaluate(path: str, thresholds: Thresholds = Thresholds(), g: Grace | None = None) -> Score:
     """Scores one trace."""
     head = next(trace.read(path))
     score = Score(head.get("scenario") or os.path.basename(path).split("-")[0])
     truth, predicted = series(path, thresholds, score)
     for name in truth:
-        confusion, onsets, changes = score_series(truth[name], predicted[name], thresholds)
+        confusion, onsets, changes = score_series(truth[name], predicted[name], g or Grace.of(thresholds))
         if name == "host":
             score.host, score.host_latency, score.host_flaps = confusion, onsets, changes
         else:
@@ -221,7 +240,9 @@ def _observe(score: Score, step: Step) -> None:
     score.collector_failures += sum(not r.success for r in step.snapshot.collectors.values())
     if v.host.heavy:
         score.host_reasons.add(v.host.reason)
+    score.heavy_verdicts += v.host.heavy or any(n.mode.heavy for n in v.nics.values())
     for n in v.nics.values():
+        score.evidence.add(n.evidence)
         if n.mode.heavy:
             score.reasons.add(n.mode.reason)
         r = n.rates
@@ -231,13 +252,19 @@ def _observe(score: Score, step: Step) -> None:
             score.extremes("packets_per_irq", r.packets_per_irq)
 
 
-def evaluate_all(paths: list[str], thresholds: Thresholds = Thresholds(), workers: int | None = None) -> list[Score]:
+def evaluate_all(paths: list[str], thresholds: Thresholds = Thresholds(), g: Grace | None = None,
+                 workers: int | None = None) -> list[Score]:
     """Scores of every trace, in the order given, on all CPUs."""
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        return [evaluate(p, thresholds) for p in paths]
+        return [evaluate(p, thresholds, g) for p in paths]
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(evaluate, paths, [thresholds] * len(paths)))
+        return list(pool.map(evaluate, paths, [thresholds] * len(paths), [g] * len(paths)))
+
+
+def corpus(directory: str) -> list[str]:
+    """Every trace under a directory, subdirectories included, sorted."""
+    return sorted(glob.glob(os.path.join(directory, "**", "*.trace.gz"), recursive=True))
 
 
 def by_scenario(scores: list[Score]) -> dict[str, Score]:
@@ -265,13 +292,13 @@ def table(scores: list[Score]) -> str:
     for s in rows:
         total += s
     lines = ["| scenario | traces | samples | NIC precision | NIC recall | host precision | host recall | onsets "
-             "(NIC + host) | latency mean | latency max | mode changes/h host | mode changes/h NICs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(NIC + host) | latency mean | latency max | mode changes/h host | mode changes/h NICs | heavy verdicts |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in [*rows, total]:
         onsets, mean, worst = _latency(s.nic_latency + s.host_latency)
         lines.append(f"| {s.scenario} | {s.traces} | {s.samples} | {_fmt(s.nic.precision)} | {_fmt(s.nic.recall)} | "
                      f"{_fmt(s.host.precision)} | {_fmt(s.host.recall)} | {onsets} | {mean} | {worst} | "
-                     f"{s.flaps_per_hour('host'):.1f} | {s.flaps_per_hour('nic'):.1f} |")
+                     f"{s.flaps_per_hour('host'):.1f} | {s.flaps_per_hour('nic'):.1f} | {s.heavy_verdicts} |")
     return "\n".join(lines)
 
 
@@ -286,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag, name, kind in DETECT_FLAGS:
         p.add_argument(flag, dest=name, type=kind, default=getattr(defaults, name), metavar="N")
     args = p.parse_args(argv)
-    paths = sorted(glob.glob(os.path.join(args.corpus, "*.trace.gz"))) if os.path.isdir(args.corpus) else [args.corpus]
+    paths = corpus(args.corpus) if os.path.isdir(args.corpus) else [args.corpus]
     if not paths:
         p.error(f"no *.trace.gz in {args.corpus}")
     t = thresholds_from(args)

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOSTS = ROOT / "tests" / "fixtures" / "hosts"
 RULES = ROOT / "deploy" / "prometheus" / "lxcwatch.rules.yml"
 AM_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
-PROMETHEUS_TEMPLATE = ROOT / "deploy" / "ansible" / "roles" / "lxcwatch" / "templates" / "prometheus.yml.j2"
+PROMETHEUS_TEMPLATE = ROOT / "deploy" / "ansible" / "roles" / "lxcwatch" / "tasks" / "monitoring.yml"  # job, new file
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 SHIPPED_INTERVAL = 15.0  # scrape and evaluation interval the shipped rules and prometheus.yml say
@@ -273,30 +273,46 @@ class Replica:
 
 class Observer:
     """Polls Prometheus' /api/v1/alerts in a thread and keeps, per alert (name and labels), the first time it was
-    seen in each state."""
+    seen in each state. A poll every 0.25 s cannot miss a state that lasts an evaluation (1 s); when polls fail for
+    longer than that the observer was blind, and `matching` (and Lab.close) fail the test instead of reporting
+    "not seen"."""
+
+    POLL = 0.25
+    BLIND = 1.0  # seconds without a successful poll that could hide an alert state
 
     def __init__(self, prometheus: Prometheus):
         self.prometheus = prometheus
         self.seen: dict[frozenset, dict[str, float]] = {}
-        self.errors: list[str] = []
+        self.blind: list[str] = []  # each gap longer than BLIND, with the error that caused it
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._last_ok = time.time()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
-        while not self._stop.wait(0.25):
+        while not self._stop.wait(self.POLL):
             try:
                 alerts = self.prometheus.alerts()
-            except OSError as e:
-                self.errors.append(str(e))
+            except Exception as e:  # a refused connection, a timeout, a half-written answer: all leave us blind
+                gap = time.time() - self._last_ok
+                if gap > self.BLIND:
+                    with self._lock:
+                        self.blind.append(f"no alerts read for {gap:.1f} s: {type(e).__name__}: {e}")
+                    self._last_ok = time.time()  # one report per gap of BLIND seconds
                 continue
-            now = time.time()
+            now = self._last_ok = time.time()
             with self._lock:
                 for a in alerts:
                     self.seen.setdefault(frozenset(a["labels"].items()), {}).setdefault(a["state"], now)
 
+    def check(self) -> None:
+        with self._lock:
+            if self.blind:
+                raise AssertionError("the observer could not observe Prometheus' alerts: " + "; ".join(self.blind[:3]))
+
     def matching(self, **labels: str) -> dict[frozenset, dict[str, float]]:
+        self.check()
         with self._lock:
             return {k: dict(v) for k, v in self.seen.items() if all((n, val) in k for n, val in labels.items())}
 
@@ -361,3 +377,5 @@ class Lab:
         shutil.rmtree(self.directory, ignore_errors=True)
         if errors:
             raise errors[0]
+        if self.observer:
+            self.observer.check()

@@ -1,13 +1,19 @@
-"""Debian bookworm LXC system containers booting systemd, from a cached debootstrap root, deployed to with Ansible."""
+"""Debian bookworm LXC system containers booting systemd, from a cached debootstrap root, deployed to with Ansible
+from a controller directory that holds the role `make dist` built, installed by ansible-galaxy, and no checkout."""
 
+import base64
+import functools
 import hashlib
+import http.server
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -19,7 +25,7 @@ import netlab
 from agent import Exposition, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-PLAYBOOK = REPO / "deploy" / "ansible" / "lxcwatch.yml"
+PLAYBOOKS = REPO / "deploy" / "ansible"  # lxcwatch.yml and monitoring.yml, copied to the controller directory
 CACHE = Path("/var/cache/lxcwatch-tests")
 SUITE, VARIANT, MIRROR = "bookworm", "minbase", "http://deb.debian.org/debian"
 PACKAGES = (
@@ -29,7 +35,7 @@ PACKAGES = (
     "python3-venv",  # the agent's virtual environment
     "iproute2", "procps", "ca-certificates",
 )
-SUBNET = "10.231.77"  # private to these tests: no other test or host network uses it
+SUBNETS = tuple(f"10.231.{n}" for n in range(77, 87))  # private to these tests; one per run, so runs can overlap
 PORT = 12243
 TOOLS = ("debootstrap", "tar", "ssh", "ssh-keygen", "lxc-start", "lxc-stop", "lxc-attach", "lxc-info", "lxc-destroy")
 TAR = ("tar", "--numeric-owner", "--xattrs", "--xattrs-include=*")
@@ -71,9 +77,14 @@ def unavailable() -> str | None:
             return f"{tool} is not installed (scripts/debian-packages installs it)"
     if beside_python("ansible-playbook") is None:
         return "ansible-playbook is not installed (ansible-core, in the project's test extra)"
-    if netlab.ip("-4", "route", "show", f"{SUBNET}.0/24").stdout.strip():
-        return f"{SUBNET}.0/24 is already routed on this host (another run of these tests?)"
+    if free_subnet() is None:
+        return f"{SUBNETS[0]}.0/24 to {SUBNETS[-1]}.0/24 are all routed on this host (other runs of these tests?)"
     return netlab.unavailable()
+
+
+def free_subnet() -> str | None:
+    """The first of SUBNETS with no route on this host."""
+    return next((net for net in SUBNETS if not netlab.ip("-4", "route", "show", f"{net}.0/24").stdout.strip()), None)
 
 
 def cached_rootfs() -> Path:
@@ -118,6 +129,8 @@ class SystemHost(lxcenv.Container):
     def __init__(self, name: str, path: str, address: str, replica: str):
         super().__init__(name, path, address)
         self.replica = replica
+        self.tls: ssl.SSLContext | None = None  # how the agent is scraped: set by Deployment.run()
+        self.auth: tuple[str, str] | None = None
 
     def attach(self, *cmd: str, check: bool = True, timeout: float = 60, stdin: str | None = None) -> str:
         # --clear-env: the host's environment (pytest's, the venv's) stays out of the container.
@@ -145,14 +158,23 @@ class SystemHost(lxcenv.Container):
             return state if state in BOOTED else None
         return wait_until(verdict, f"{self.name}: systemd to finish booting", timeout)
 
-    def metrics(self, timeout: float = 5) -> Exposition:
-        """GET http://ADDRESS:12243/metrics from the host; raises unless it answers 200."""
-        with DIRECT.open(f"http://{self.address}:{PORT}/metrics", timeout=timeout) as response:
-            assert response.status == 200, f"{self.address}: HTTP {response.status}"
-            return Exposition(response.read().decode())
+    def metrics(self, timeout: float = 5, auth: tuple[str, str] | None | bool = True) -> Exposition:
+        """GET /metrics of the agent from the host, over TLS and with credentials when it has them (auth=None:
+        none); raises unless it answers 200 (urllib.error.HTTPError, an OSError, for 401)."""
+        return Exposition(self.get("/metrics", timeout, self.auth if auth is True else auth).read().decode())
+
+    def get(self, path: str, timeout: float = 5, auth: tuple[str, str] | None = None, tls: bool | None = None):
+        """The agent's response to GET `path`, over TLS when it has TLS (or as `tls` says)."""
+        secure = self.tls is not None if tls is None else tls
+        request = urllib.request.Request(f"{'https' if secure else 'http'}://{self.address}:{PORT}{path}")
+        if auth:
+            request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),  # the containers are never behind a proxy
+                                             urllib.request.HTTPSHandler(context=self.tls))
+        return opener.open(request, timeout=timeout)
 
 
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the containers are never behind a proxy
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback and the containers: no proxy
 
 
 class Fleet:
@@ -168,14 +190,15 @@ class Fleet:
         self.verdicts: dict[str, str] = {}  # is-system-running once booted, per host
         try:
             self.bridge = self.lab.bridge("dbr")
-            netlab.ip("addr", "add", f"{SUBNET}.1/24", "dev", self.bridge)
+            self.subnet = free_subnet()
+            netlab.ip("addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
             lxcenv.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lxcwatch-deploy-test", "-f", str(self.key))
         except BaseException:
             self.cleanup()
             raise
 
     def create(self, replica: str, tarball: Path) -> SystemHost:
-        address = f"{SUBNET}.{11 + len(self.hosts)}"
+        address = f"{self.subnet}.{11 + len(self.hosts)}"
         host = SystemHost(self.lab.name(f"d{replica}"), str(self.lxc_path), address, replica)
         self.hosts.append(host)
         rootfs = self.lxc_path / host.name / "rootfs"
@@ -255,15 +278,30 @@ class PlaybookRun:
 
 
 class Deployment:
-    """The replica pair as an Ansible inventory, and runs of deploy/ansible/lxcwatch.yml against it."""
+    """The replica pair as an Ansible inventory, and runs of lxcwatch.yml from a controller directory holding only
+    the playbook, the role installed by ansible-galaxy from `make dist`'s tarball, and the inventory; the artifact
+    is served to the role by URL from 127.0.0.1."""
 
     GROUP, REPLICA_GROUP = "lxwd_pair", "deploy"
+    USER, PASSWORD = "prometheus", "scrape me 'if' you \\ can"
 
-    def __init__(self, fleet: Fleet, wheelhouse: Path):
-        self.fleet, self.wheelhouse = fleet, wheelhouse
+    def __init__(self, fleet: Fleet, dist: dict[str, Path]):
+        self.fleet, self.dist = fleet, dist
         self.runs: list[PlaybookRun] = []
-        self.inventory = fleet.workdir / "inventory.json"  # JSON is YAML: Ansible's yaml inventory plugin reads it
+        self.dir = fleet.workdir / "controller"
+        self.dir.mkdir()
+        (self.dir / "requirements.yml").write_text(json.dumps([{"src": str(dist["role"]), "name": "lxcwatch"}]))
+        lxcenv.run(beside_python("ansible-galaxy"), "role", "install", "-p", str(self.dir / "roles"),
+                   "-r", str(self.dir / "requirements.yml"), timeout=120)
+        for playbook in ("lxcwatch.yml", "monitoring.yml"):
+            shutil.copy(PLAYBOOKS / playbook, self.dir / playbook)
+        self.inventory = self.dir / "inventory.json"  # JSON is YAML: Ansible's yaml inventory plugin reads it
         self.inventory.write_text(json.dumps(self._inventory(), indent=2))
+        self.pki = make_pki(self.dir / "pki", [h.address for h in fleet.hosts])
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(dist["wheelhouse"].parent)))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.artifact = f"http://127.0.0.1:{self.server.server_port}/{dist['wheelhouse'].name}"
 
     def _inventory(self) -> dict:
         hosts = {h.name: {"ansible_host": h.address, "lxcwatch_replica_name": h.replica}
@@ -277,25 +315,63 @@ class Deployment:
         # The playbook deploys to group "lxcwatch": replica groups are its children (inventory.example.yml).
         return {"all": {"children": {"lxcwatch": {"children": {self.GROUP: pair}}}}}
 
-    def run(self, timeout: float = 600) -> PlaybookRun:
+    def web_vars(self) -> dict:
+        """The role's variables for TLS (the test CA's server certificate) and one basic auth user."""
+        return {"lxcwatch_web_tls_cert": (self.pki / "server.crt").read_text(),
+                "lxcwatch_web_tls_key": (self.pki / "server.key").read_text(),
+                "lxcwatch_web_basic_auth_users": {self.USER: self.PASSWORD}}
+
+    def run(self, *args: str, web: bool = True, variables: dict | None = None, playbook: str = "lxcwatch.yml",
+            inventory: Path | None = None, timeout: float = 600) -> PlaybookRun:
+        """One ansible-playbook run; `web`: with TLS and basic auth (then the hosts are scraped that way)."""
         work = self.fleet.workdir
+        values = {"lxcwatch_artifact": self.artifact, "lxcwatch_controller_cache_dir": str(self.dir / "cache"),
+                  **(self.web_vars() if web else {}), **(variables or {})}
+        extra = self.dir / f"vars-{len(self.runs)}.json"
+        extra.write_text(json.dumps(values))
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
+               "ANSIBLE_ROLES_PATH": str(self.dir / "roles"), "no_proxy": "127.0.0.1,localhost",
                # ControlPersist masters outlive the run: keep their sockets where cleanup() closes them.
                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(work / "ssh")}
-        out = subprocess.run([beside_python("ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOK),
-                              "-e", f"lxcwatch_wheelhouse={self.wheelhouse}"],
-                             capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
+        out = subprocess.run([beside_python("ansible-playbook"), "-i", str(inventory or self.inventory),
+                              str(self.dir / playbook), "-e", f"@{extra}", *args],
+                             capture_output=True, text=True, timeout=timeout, env=env, cwd=self.dir, check=False)
         self.runs.append(PlaybookRun(out.returncode, out.stdout + out.stderr))
+        if "--check" not in args and playbook == "lxcwatch.yml":
+            context = ssl.create_default_context(cafile=str(self.pki / "ca.crt")) if web else None
+            for host in self.fleet.hosts:
+                host.tls, host.auth = context, ((self.USER, self.PASSWORD) if web else None)
         return self.runs[-1]
 
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
-def build_wheelhouse(dest: Path) -> Path:
-    """Wheels of this checkout and its dependencies, for targets with no route to an index."""
-    build = REPO / "build"
-    existed = build.exists()
-    try:
-        lxcenv.run(beside_python("pip"), "wheel", "--quiet", str(REPO), "-w", str(dest), timeout=600)
-    finally:
-        if not existed:  # setuptools builds in the tree; leave it as it was
-            shutil.rmtree(build, ignore_errors=True)
-    return dest
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def make_pki(directory: Path, addresses: list[str]) -> Path:
+    """A CA and a server certificate for `addresses` (and 127.0.0.1) signed by it: ca.crt, server.crt, server.key."""
+    directory.mkdir()
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    lxcenv.run("openssl", "req", "-x509", *ec, "-keyout", f"{directory}/ca.key", "-out", f"{directory}/ca.crt",
+               "-days", "2", "-subj", "/CN=lxcwatch deploy test CA", timeout=60)
+    lxcenv.run("openssl", "req", *ec, "-keyout", f"{directory}/server.key", "-out", f"{directory}/server.csr",
+               "-subj", "/CN=lxcwatch", timeout=60)
+    (directory / "san.ext").write_text("subjectAltName=" + ",".join(f"IP:{a}" for a in [*addresses, "127.0.0.1"]) + "\n")
+    lxcenv.run("openssl", "x509", "-req", "-in", f"{directory}/server.csr", "-CA", f"{directory}/ca.crt",
+               "-CAkey", f"{directory}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{directory}/san.ext",
+               "-out", f"{directory}/server.crt", timeout=60)
+    return directory
+
+
+def build_dist(dest: Path) -> dict[str, Path]:
+    """`make dist` into `dest`: {"wheelhouse": tarball, "role": tarball, "checksums": SHA256SUMS}."""
+    # -o: the venv running the tests is taken as it is, never rebuilt by the stamp's rule
+    lxcenv.run("make", "-C", str(REPO), "-o", ".venv/.installed", "dist", f"DIST={dest}", timeout=900)
+    (wheelhouse,) = dest.glob("lxcwatch-*-wheelhouse-*.tar.gz")
+    (role,) = dest.glob("lxcwatch-role-*.tar.gz")
+    return {"wheelhouse": wheelhouse, "role": role, "checksums": dest / "SHA256SUMS"}

@@ -38,7 +38,9 @@ def test_a_broken_source_fails_only_its_collector_and_is_logged_once(tree):
             assert seen.value("lxcwatch_scrape_collector_success", collector=name) == 1, name
         assert seen.value("lxcwatch_link_receive_packets_total", device="eth0") is not None
 
-        softnet.write_text(good)
+        fresh = softnet.with_name("softnet_stat.new")
+        fresh.write_text(good)
+        fresh.replace(softnet)  # atomic: a write in place can be read half-done ("no rows") and fail again
         healed = agent.wait_for(lambda e: e.value("lxcwatch_scrape_collector_success", collector="softnet") == 1,
                                 "softnet to recover")
         assert healed.find("lxcwatch_softnet_processed_total")
@@ -162,7 +164,7 @@ def test_disabled_collector_and_json_logs(tree):
 
     first = json.loads(agent.output().splitlines()[0])
     assert first["msg"] == "listening" and first["level"] == "info"
-    assert first["collectors"] == "softirqs,interrupts,netdev,links,napi,kthreads,lxc"
+    assert first["collectors"] == "softirqs,interrupts,netdev,links,napi,kthreads,napi_poll,lxc"
 
 
 def test_every_listen_address_serves():

@@ -1,11 +1,15 @@
 """Alert rules and Alertmanager routing: promtool check/test rules, amtool check-config and routes test,
 and the conventions every alert must keep (severity, annotations, runbook section, tests both ways)."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
+import lab
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +25,9 @@ RUNBOOK_PREFIX = "https://github.com/lxcwatch/lxcwatch/blob/main/docs/runbooks.m
 needs_promtool = pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed (Debian: prometheus)")
 needs_amtool = pytest.mark.skipif(
     not shutil.which("amtool"), reason="amtool not installed (Debian: prometheus-alertmanager)"
+)
+needs_alertmanager = pytest.mark.skipif(
+    not os.access(lab.ALERTMANAGER, os.X_OK), reason=f"{lab.ALERTMANAGER} not installed (Debian: prometheus-alertmanager)"
 )
 
 
@@ -88,10 +95,17 @@ def test_every_alert_has_severity_and_annotations():
 def test_pair_page_labels_and_severity():
     text = alerts()["LxcwatchReplicasNapiHeavy"]
     assert "severity: critical" in text
-    # one alert per replica group, whatever the number of NICs: the expression keeps only replica_group
+    # one alert per replica group, whatever the number of NICs: the expression keeps only the group's identity
     assert "replica_group:lxcwatch_host_napi_heavy:count >= 2" in text
-    assert re.search(r"record: replica_group:lxcwatch_host_napi_heavy:count\n\s+expr: \|\n\s+count by \(replica_group\)",
-                     RULES.read_text())
+    assert re.search(r"record: replica_group:lxcwatch_host_napi_heavy:count\n\s+expr: \|\n"
+                     r"\s+count by \(cluster, replica_group\)", RULES.read_text())
+
+
+def test_groups_are_cluster_and_replica_group():
+    """Every aggregation or join over groups is by/on cluster too (the rule file's header says why)."""
+    over_groups = [c for c in re.findall(r"\b(?:by|on) \(([^)]*)\)", RULES.read_text()) if "replica_group" in c]
+    assert len(over_groups) > 10
+    assert [c for c in over_groups if "cluster" not in c.split(", ")] == []
 
 
 def test_time_squeeze_never_pages():
@@ -181,3 +195,40 @@ def test_amtool_routes_detects_a_wrong_expectation():
     r = run("amtool", "config", "routes", "test", f"--config.file={AM_CONFIG}", "--verify.receivers=ticket",
             "severity=critical", "alertname=LxcwatchReplicasNapiHeavy")
     assert r.returncode != 0
+
+
+@needs_alertmanager
+def test_inhibition_stays_inside_one_group(tmp_path):
+    """The shipped Alertmanager, given a pair page in cluster eu: it silences eu's web tickets only."""
+    page = {"alertname": "LxcwatchReplicasNapiHeavy", "severity": "critical", "replica_group": "web"}
+    ticket = {"alertname": "LxcwatchReplicaNapiHeavy", "severity": "warning", "job": "lxcwatch", "instance": "h1:12243",
+              "replica_group": "web", "replica": "a"}
+    sent = {
+        "page eu": page | {"cluster": "eu"},
+        "page, no cluster": page | {"replica_group": "db"},
+        "eu web": ticket | {"cluster": "eu"},
+        "us web": ticket | {"cluster": "us"},
+        "db, no cluster": ticket | {"replica_group": "db"},
+        "no group": {k: v for k, v in ticket.items() if k not in ("replica_group", "replica")} | {"instance": "u1:12243"},
+    }
+    webhook = lab.Webhook()
+    try:
+        am = lab.Alertmanager(tmp_path, webhook)
+        try:
+            api = f"http://{am.address}/api/v2/alerts"
+            body = json.dumps([{"labels": labels} for labels in sent.values()]).encode()
+            urllib.request.urlopen(urllib.request.Request(api, body, {"Content-Type": "application/json"}), timeout=5)
+
+            def state():
+                return {name: bool(a["status"]["inhibitedBy"]) for a in lab.get_json(api)
+                        for name, labels in sent.items() if a["labels"] == labels}
+            def both_pages_inhibit():  # the inhibitor learns of the pages asynchronously
+                s = state()
+                return s.get("eu web") and s.get("db, no cluster")
+            lab.wait_until(both_pages_inhibit, "both pages to inhibit their group's ticket", 30, diagnose=am.output)
+            assert state() == {"page eu": False, "page, no cluster": False, "eu web": True, "us web": False,
+                               "db, no cluster": True, "no group": False}
+        finally:
+            am.stop()
+    finally:
+        webhook.close()

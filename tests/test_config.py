@@ -2,7 +2,7 @@
 
 import pytest
 
-from lxcwatch.config import check_roots, duration
+from lxcwatch.config import check_roots, deadline, duration
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.http import parse_address
 
@@ -41,3 +41,15 @@ def test_roots(tmp_path):
         check_roots(str(tmp_path / "missing"), str(tmp_path / "sys"))
     with pytest.raises(RuntimeFailure, match=r"--path.sysfs=.*is this a sysfs root"):
         check_roots(str(tmp_path / "proc"), str(tmp_path / "proc"))
+
+
+@pytest.mark.parametrize(("flag", "interval", "seconds"), [
+    (None, 1.0, 5.0),  # the floor: a first sample or a starved CPU is slow, not stuck
+    (None, 0.1, 5.0),
+    (None, 10.0, 8.0),  # 0.8 of the interval: a stuck collector is reported within the slot
+    ("250ms", 1.0, 0.25),
+    ("30s", 1.0, 30.0),
+])
+def test_sample_deadline(flag, interval, seconds):
+    assert deadline(flag, interval) == seconds
+

@@ -14,7 +14,7 @@ HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 GOLDEN = Path(__file__).parent / "golden"
 TREES = ["tg3-pair", "mlx5-256", "arm64-igb", "virtio-live", "lxc-hybrid", "lxc-v2"]
 # Values that differ from run to run; their series must still be there.
-VOLATILE = re.compile(r"^(lxcwatch_scrape_collector_duration_seconds\{.*\}|lxcwatch_last_sample_timestamp_seconds|lxcwatch_config_last_reload_success_timestamp_seconds|"
+VOLATILE = re.compile(r"^(lxcwatch_scrape_collector_duration_seconds\{.*\}|lxcwatch_last_sample_timestamp_seconds|lxcwatch_last_sample_age_seconds|lxcwatch_config_last_reload_success_timestamp_seconds|"
                       r"lxcwatch_samples_total|lxcwatch_sample_overruns_total|process_\w+|"
                       r"lxcwatch_http_requests_total\{code=\"200\"\}) \S+$")
 
@@ -82,3 +82,50 @@ def test_every_exported_family_is_documented():
     for golden in GOLDEN.glob("*.prom"):
         exported |= set(re.findall(r"^# TYPE (lxcwatch_\w+) ", golden.read_text(), re.M))
     assert exported - documented == set()
+
+
+# --- the exposition while the host is heavy: a corpus trace replayed through the agent's own sampling and
+# rendering (detection.steps: the Sampler on a replayed tree, stamped with the trace's clock), so every value is
+# the same on every run. A static fixture tree has no rates, so only these goldens ever show a heavy verdict.
+HEAVY = {"heavy-counters": "both_nics_heavy-1", "heavy-poll-counts": "both_nics_heavy-4"}
+SETTLED = 10  # samples after the host and both NICs turned heavy
+
+
+def heavy_exposition(trace_name: str) -> str:
+    import detection
+    from lxcwatch import exposition, metrics
+
+    agent = metrics.Agent("0.1.0", "golden", "fixture")
+    heavy_for = 0
+    for step in detection.steps(str(Path(__file__).parent / "corpus" / f"{trace_name}.trace.gz")):
+        v = step.verdict
+        heavy_for = heavy_for + 1 if v.host.heavy and len(v.nics) == 2 and all(n.mode.heavy for n in v.nics.values()) else 0
+        if heavy_for == SETTLED:
+            return exposition.render(metrics.families(step.snapshot, agent, 0, step.verdict), False).decode()
+    raise AssertionError(f"{trace_name}: the host and both NICs are never heavy for {SETTLED} samples")
+
+
+@pytest.mark.parametrize("golden_name", list(HEAVY))
+def test_heavy_exposition_matches_golden(golden_name, request):
+    got = normalise(heavy_exposition(HEAVY[golden_name]))
+    assert "\nlxcwatch_host_napi_heavy 1\n" in got and "\nlxcwatch_host_napi_verdict_known 1\n" in got
+    assert 'lxcwatch_nic_napi_heavy{device="eth0"} 1' in got and 'lxcwatch_nic_napi_heavy{device="eth1"} 1' in got
+    reason = "full_polls" if golden_name == "heavy-poll-counts" else "time_squeeze"
+    assert f'lxcwatch_nic_napi_reason{{device="eth0",reason="{reason}"}} 1' in got
+    assert 'lxcwatch_host_napi_reason{reason="nic"} 1' in got
+    golden = GOLDEN / f"{golden_name}.prom"
+    if request.config.getoption("--update-golden"):
+        golden.write_text(got)
+    want = golden.read_text()
+    diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True), str(golden), "agent"))
+    assert not diff, f"exposition differs from {golden} (make golden rewrites it):\n{diff}"
+
+
+@pytest.mark.parametrize("golden_name", list(HEAVY))
+def test_promtool_accepts_a_heavy_exposition(golden_name):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    out = subprocess.run([promtool, "check", "metrics"], input=heavy_exposition(HEAVY[golden_name]),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr

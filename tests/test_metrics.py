@@ -1,5 +1,8 @@
 """Rendering a snapshot into the exposition: names, labels, values, and isolation of failures."""
 
+import re
+
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -41,6 +44,14 @@ def test_core_families_and_values():
         "lxcwatch_samples_total 3",
     ]:
         assert line in text.splitlines(), line
+
+
+
+def test_a_host_in_no_replica_group_exports_no_membership():
+    ungrouped = metrics.Agent("9.9.9", "", "host-a")
+    text = exposition.render(metrics.families(sample(), ungrouped), openmetrics=False).decode()
+    assert "lxcwatch_replica_info" not in text
+    assert 'lxcwatch_build_info{version="9.9.9"} 1' in text.splitlines()
 
 
 def test_links_and_napi():
@@ -102,7 +113,21 @@ def test_both_formats_parse_with_the_reference_parsers():
 def test_label_values_are_escaped():
     family = exposition.Family("x", "gauge", "h", ("device",))
     family.add(['we"ird\\name\n'], 1)
-    assert exposition.render([family], False).decode().splitlines()[-1] == 'x{device="we\\"ird\\\\name\\n"} 1'
+    # the label value is we"ird\\name<newline>: a kernel backslash is spelt \\ (reversible), then escaped
+    assert exposition.render([family], False).decode().splitlines()[-1] == 'x{device="we\\"ird\\\\\\\\name\\n"} 1'
+
+
+@pytest.mark.parametrize("raw, label", [
+    (b"eth0", "eth0"),
+    ("v\u00e90".encode(), "v\u00e90"),  # valid UTF-8 (Linux allows it in a name) is kept byte for byte
+    (b"v\xe90", "v\\xe90"),  # a byte that is not UTF-8: \xNN
+    (b"a\\xe9", "a\\\\xe9"),  # the literal text a\xe9 differs from the byte: its backslash is doubled
+])
+def test_label_spelling_of_kernel_bytes_is_reversible(raw, label):
+    name = raw.decode("utf-8", "surrogateescape")  # how fsroot, os.listdir and netlink decode kernel bytes
+    assert exposition.label_value(name) == label
+    unspelt = re.sub(rb"\\(\\|x([0-9a-f]{2}))", lambda m: bytes.fromhex(m[2].decode()) if m[2] else b"\\", label.encode())
+    assert unspelt == raw
 
 
 def test_openmetrics_encoding_ends_with_eof():

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import lxcwatch_binary
+from agent import lxcwatch_binary, wait_until
 
 from lxcwatch import probes
 from lxcwatch.collectors import Sources
 from lxcwatch.errors import UsageError
-from lxcwatch.probes import ProbeFile, ProbeRunner, ProbeSpec, run_round
+from lxcwatch.probes import Attempts, ProbeFile, ProbeRunner, ProbeSpec
 
 V2 = Path(__file__).resolve().parent / "fixtures" / "hosts" / "lxc-v2"
 
@@ -42,6 +42,22 @@ def closed_port() -> int:
     with socket.socket() as s:  # bound, never listening: connecting is refused
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_round(specs: tuple[ProbeSpec, ...]) -> dict:
+    """One attempt per probe, all started at once; returns when every one ended."""
+    attempts, results = Attempts(), {}
+    try:
+        for spec in specs:
+            result = attempts.start(spec)
+            if result is not None:
+                results[spec.key] = result
+        while attempts.pending:
+            for result in attempts.wait(time.monotonic() + 0.5):
+                results[result.container, result.name] = result
+    finally:
+        attempts.close()
+    return results
 
 
 def spec(name: str, port: int, timeout: float = 1.0, container: str = "app") -> ProbeSpec:
@@ -123,3 +139,29 @@ def test_bad_probes_file_is_refused_at_start(tmp_path):
     out = subprocess.run([lxcwatch_binary(), f"--probes.file={tmp_path / 'missing'}"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 2 and "No such file or directory" in out.stderr
+
+
+def test_a_hung_probe_delays_no_other_probe():
+    """Issue 12, point 6: a connect into a full backlog with a long timeout; the other probe keeps its schedule."""
+    with listening() as port, full_listener() as hang:
+        runner = ProbeRunner(interval=0.1)
+        try:
+            runner.update((spec("up", port), spec("hang", hang, timeout=30)))
+            seen = []
+
+            def five_fresh_results():
+                seen.extend(r for r in runner.results() if r.name == "up")
+                return len({r.timestamp for r in seen}) >= 5
+
+            wait_until(five_fresh_results, "5 attempts of the probe beside a hung one", timeout=10, poll=0.02)
+            assert all(r.success for r in seen)
+            assert [r.name for r in runner.results()] == ["up"]  # the hung one has no result yet: not a guess
+        finally:
+            runner.stop()
+
+
+@pytest.mark.parametrize("timeout", ["99999999999h", "61s", "2m"])
+def test_probe_timeouts_are_capped(timeout):
+    with pytest.raises(ValueError, match=r"longer than the maximum 60s"):
+        probes.parse_spec("app", ["web", "tcp", "127.0.0.1:80", timeout])
+    assert probes.parse_spec("app", ["web", "tcp", "127.0.0.1:80", "1m"]).timeout == 60.0

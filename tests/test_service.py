@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import Agent, free_port, lxcwatch_binary
+from agent import Agent, Exposition, free_port, frozen_thread, lxcwatch_binary
 from lxcwatch import classifier, config, logs, service
 from lxcwatch.errors import UsageError
 from lxcwatch.snapshot import CollectorResult, Snapshot
@@ -118,25 +118,24 @@ def test_no_watchdog_pings_without_watchdog_usec(notify, tmp_path, unused_port):
 
 
 def test_a_hung_sampling_loop_stops_the_pings_while_scrapes_go_on(notify, tmp_path, unused_port):
+    """A stuck read only fails its collector (tests/test_hostile_host.py); what is left to hang is the loop itself,
+    frozen here with ptrace. The pings stop, scrapes go on and show the sample's age growing."""
     lxc = tmp_path / "lxc"
     lxc.mkdir()
     proc = start([*tree_args(HOSTS / "tg3-pair", lxc), f"--web.listen-address=127.0.0.1:{unused_port}",
                   "--sample.interval=100ms"], {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"})
+    url = f"http://127.0.0.1:{unused_port}/metrics"
     try:
         notify.wait_for("READY", 30)
         notify.wait_for("WATCHDOG", 5)
-        # A container config that is a FIFO: open() blocks, as on a hung file system. The loop hangs.
-        (lxc / "hang").mkdir()
-        os.mkfifo(lxc / "hang" / "config")
-        deadline = time.monotonic() + 5
-        while notify.receive(0.5) is not None:  # the pings sent before the loop reached the FIFO
-            assert time.monotonic() < deadline, "the pings did not stop"
-        assert notify.receive(2.0) is None, "a ping from a hung loop"
-        assert "lxcwatch_samples_total" in get(f"http://127.0.0.1:{unused_port}/metrics")  # still serving
-        # Unblock it: a writer gives the reader its config, and the pings come back.
-        with open(lxc / "hang" / "config", "w") as f:
-            f.write("lxc.uts.name = hang\n")
+        with frozen_thread(proc.pid, "sampler"):
+            deadline = time.monotonic() + 5
+            while notify.receive(0.5) is not None:  # a ping sent before the freeze
+                assert time.monotonic() < deadline, "the pings did not stop"
+            assert notify.receive(2.0) is None, "a ping from a hung loop"
+            assert Exposition(get(url)).value("lxcwatch_last_sample_age_seconds") >= 2.0  # still serving, and aging
         assert notify.wait_for("WATCHDOG", 5)["WATCHDOG"] == "1"
+        assert Exposition(get(url)).value("lxcwatch_last_sample_age_seconds") < 1.0
     finally:
         proc.kill()
         proc.wait()
@@ -225,11 +224,26 @@ def test_sighup_reloads_the_flags_without_dropping_the_listener(tmp_path):
         assert bad.value("lxcwatch_replica_info", replica_group="g", replica="b") == 1
         assert f"{flags}:1: No closing quotation" in agent.output()
 
-        # A flag that needs a restart: said, and the listener stays where it was.
+        # Flags that need a restart: the rest applies, the listener stays where it was, and until a restart the
+        # reload counts as failed, with the flags named as typed (an abbreviation in full).
         write_args(flags, "--replica.group=g --replica.name=d --web.listen-address=127.0.0.1:1")
         agent.proc.send_signal(signal.SIGHUP)
-        agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="d") == 1, "d")
-        assert "flags=listen" in agent.output()
+        half = agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="d") == 1, "d")
+        assert half.value("lxcwatch_config_last_reload_successful") == 0
+        assert loaded_at(half) == loaded_at(after)
+        assert "--web.listen-address changed; restart needed to apply it" in agent.output()
+        web = tmp_path / "web.yml"
+        web.write_text("basic_auth_users:\n  u: $2b$04$Y2pB2sn6EVqD/HulbeX8wORvVmDV4HnWTJugmS0qaPwyJPi2I1oP6\n")
+        write_args(flags, f"--replica.group=g --replica.name=e --web.config={web} --kernel.events")
+        agent.proc.send_signal(signal.SIGHUP)
+        still = agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="e") == 1, "e")
+        assert still.value("lxcwatch_config_last_reload_successful") == 0  # the scrape itself shows auth is not on
+        assert "--kernel.events, --web.config.file changed; restart needed to apply them" in agent.output()
+        # Back to what it runs with: a complete reload again.
+        write_args(flags, "--replica.group=g --replica.name=f")
+        agent.proc.send_signal(signal.SIGHUP)
+        whole = agent.wait_for(lambda e: e.value("lxcwatch_replica_info", replica_group="g", replica="f") == 1, "f")
+        assert whole.value("lxcwatch_config_last_reload_successful") == 1
     finally:
         stop.set()
         poller.join()
@@ -297,6 +311,8 @@ def nic(device: str, heavy: bool, reason: str) -> classifier.NicVerdict:
      "failing collectors: interrupts"),
     (classifier.Verdict(host=classifier.Mode(True, "softnet_pressure")), (),
      "host NAPI-heavy (softnet_pressure); heavy NICs: none"),
+    (classifier.Verdict(host=classifier.Mode(True, "nic"), host_missing=("softnet",)), ("softnet",),
+     "host verdict unknown (softnet failed); heavy NICs: none; failing collectors: softnet"),
 ])
 def test_status_line(verdict, failing, line):
     assert service.status_line(snapshot(failing), verdict) == line

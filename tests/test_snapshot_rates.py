@@ -3,6 +3,7 @@
 import pytest
 
 from lxcwatch.irq_vectors import NicIrq
+from lxcwatch.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.net_dev import NetDevCounters
 from lxcwatch.rates import cpu_rates, nic_rates
 from lxcwatch.snapshot import CollectorResult, Interrupts, Softirqs, build
@@ -94,3 +95,46 @@ def test_a_cpu_going_offline_is_not_a_decrease():
     assert b.irqs.total["38"] == 31
     c = snap(b, 2, reading(2, 0, (12, 20), 0, 0))  # back online with its old count
     assert c.irqs.total["38"] == 32
+
+
+def two_queues(t, counts, rx):
+    return {"interrupts": Interrupts((0, 1), (NicIrq("eth0", "38", "rx", "eth0-rx-0"), NicIrq("eth0", "39", "rx", "eth0-rx-1")),
+                                     {"38": (counts[0], 0), "39": (0, counts[1])}),
+            "netdev": {"eth0": netdev(rx)}}
+
+
+@pytest.mark.parametrize("after,queues", [((20, 5), 1), ((20, 15), 2), ((10, 9), 1)])
+def test_queues_are_the_receiving_vectors_that_fired(after, queues):
+    a = snap(None, 0, two_queues(0, (10, 5), 0))
+    b = snap(a, 1, two_queues(1, after, 1000))
+    assert nic_rates(a, b)["eth0"].queues == queues
+
+
+def test_no_vector_fired_still_counts_one_queue():
+    a = snap(None, 0, two_queues(0, (10, 5), 0))
+    assert nic_rates(a, snap(a, 1, two_queues(1, (10, 5), 1000)))["eth0"].queues == 1
+
+
+def polls(t, reading):
+    return {**two_queues(t, (10 + t, 5), 1000 * t), "napi_poll": reading}
+
+
+@pytest.mark.parametrize("before,after,expected", [
+    ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(300, 200)}, (100.0, 75.0)),  # over 2 s
+    ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(100, 50)}, None),  # not polled in the interval
+    ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(90, 60)}, None),  # the counting restarted
+    ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(300, 40)}, None),  # full polls went back: restarted
+    ({"eth1": NapiPolls(100, 50)}, {"eth0": NapiPolls(300, 200)}, None),  # the device is new to the counts
+    ({"eth0": NapiPolls(100, 50)}, {}, None),  # or gone from them
+], ids=["rates", "idle", "restart", "full-restart", "new", "gone"])
+def test_poll_rates_only_over_a_clean_interval(before, after, expected):
+    a = snap(None, 0, polls(0, NapiPollReading(before)))
+    b = snap(a, 2, polls(2, NapiPollReading(after)))
+    r = nic_rates(a, b)["eth0"]
+    assert (None if r.polls is None else (r.polls, r.full_polls)) == expected
+
+
+def test_no_poll_rates_when_one_sample_had_no_reading():
+    a = snap(None, 0, two_queues(0, (10, 5), 0))
+    b = snap(a, 1, polls(1, NapiPollReading({"eth0": NapiPolls(300, 200)})))
+    assert nic_rates(a, b)["eth0"].polls is None

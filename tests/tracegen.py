@@ -13,16 +13,27 @@ segment covers, so a mode change or a burst that starts mid-second shows in two 
 - Load L packets/s is spread over the NIC's five receive vectors (tg3 txrx-0 and rx-1..4; eth0's on CPUs
   0-4, eth1's on 8-12, read from the fixture) by RSS shares drawn per trace (1/5 +-20 %), with lognormal
   noise (sigma 8 %) on every piece: a queue's rate is q.
-- interrupt-driven: each IRQ leads to one poll that empties the ring; coalescing gives
-  1 + 7 * min(1, q / KNEE) packets per IRQ (+-15 %), so 1-8. NET_RX softirqs = IRQs * 1.00-1.05.
-  No time_squeeze. Softirq CPU time 2 us per packet.
+- interrupt-driven: each IRQ carries a batch B and leads to floor(B / 64) full polls and one partial poll
+  that empties the ring and re-enables the IRQ. Without a scenario coalescing B is 1 + 7 * min(1, q / KNEE)
+  (+-15 %), so 1-8 (tg3-like). With one (written to proc/lxcwatch/ethtool_coalesce), B = min(rx-frames,
+  q * rx-usecs) (+-8 %), or min(256, q * 128 us) when adaptive (DIM): e1000e ITR 8000 at 320 kpps gives 40,
+  ixgbe rx-usecs 50 at 1 Mpps 50, rx-frames 256 at high load exactly 256. NET_RX softirqs = IRQs *
+  1.00-1.05. A share (B * 1.3 - 300) / 300 (at most 0.5) of the runs squeeze: a batch and its bridged
+  copies overrunning the budget; none below B = 230. A segment may give B itself (Olsson's table).
+  Softirq CPU time 2 us per packet.
 - polling (load-driven NAPI-heavy): polls run full and the IRQ stays masked; it fires only when the ring
-  drains, POLL_IRQS * min(1, KNEE / q) times a second: flat, then falling as load rises, so packets/IRQ
-  is in the hundreds to thousands (>> 32). One net_rx_action run handles 100-200 packets (weight 64,
-  budget 300), so NET_RX per IRQ > 1, and a share min(0.9, 0.3 * q / KNEE) of the runs end with work
-  left: time_squeeze on the CPUs serving the NIC. Softirq CPU time 1.5 us per packet.
+  drains, POLL_IRQS * min(1, KNEE / q) times a second (30/s at the knee, Olsson's e1000 ~20/s): flat, then
+  falling as load rises, so packets/IRQ is over a thousand. Full polls: q / 64 less half a poll per IRQ,
+  plus one partial poll per IRQ: a full share of 0.95 and up. One net_rx_action run handles 100-200
+  packets (weight 64, budget 300), so NET_RX per IRQ > 1, and a share min(0.9, 0.3 * q / KNEE) of the runs
+  end with work left: time_squeeze on the CPUs serving the NIC. Softirq CPU time 1.5 us per packet.
 - threaded (`threaded` = 1, 5.12+): the IRQ wakes the napi/<dev> thread instead of raising NET_RX:
-  50-150 packets per IRQ at any load, no NET_RX, no squeeze, no softirq time (the thread's is its own).
+  50-150 packets per IRQ at any load, two polls per IRQ (one full), no NET_RX, no squeeze, no softirq time
+  (the thread's is its own).
+- With `counts`, the trace carries the polls and full polls per NIC (proc/lxcwatch/napi_poll, as
+  `lxcwatch record` writes it), summed over the queues; without, the tree has no such file (no tracepoint).
+- A scenario may use only its first queues (`queues` = 1 for per-queue figures) and set the share of
+  multicast packets (a broadcast storm).
 - Load-driven segments poll above KNEE_TOTAL (KNEE per queue, five queues: 200 kpps) and are
   interrupt-driven below it, switching the moment a ramp crosses it. Light and moderate loads are
   2-150 kpps, heavy ones 300-600 kpps.
@@ -35,11 +46,11 @@ segment covers, so a mode change or a burst that starts mid-second shows in two 
   and a stray squeeze rarely (0.02/s); TX is 5 % of RX plus 300 packets/s, reaped in the RX poll, with
   NET_TX on the CPU of vector 0. Of /proc/stat's CPU times only softirq moves, and of net/dev only the
   NIC lines: the agent reads nothing else, and every changed number costs trace size. The fixture has
-  no kernel threads, so ksoftirqd evidence is not exercised. Counters are integers that carry their
+  no kernel threads, so ksoftirqd evidence is left to tests/test_classifier.py. Counters are integers that carry their
   fractions to the next interval; the 32-bit ones (interrupts per CPU, softnet, softirqs, /proc/stat
   intr per IRQ) wrap at 2^32, net/dev and /proc/stat times are 64-bit.
 
-`python tests/tracegen.py SCENARIO --out FILE [--seconds N] [--seed S]` writes one trace;
+`python tests/tracegen.py SCENARIO --out FILE [--seconds N] [--seed S] [--counts]` writes one trace;
 `python tests/tracegen.py --corpus DIR` writes the committed corpus (tests/corpus).
 """
 
@@ -49,10 +60,13 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lxcwatch import capture, trace
+from lxcwatch import capture, napi_poll, trace
+from lxcwatch.ethtool_coalesce import Coalesce, format_values
+from lxcwatch.ethtool_coalesce import SOURCE as COALESCE_FILE
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "hosts" / "tg3-pair"
 STARTED = 1764000000.0
@@ -62,7 +76,10 @@ IFF_PROMISC = 0x100
 KNEE = 40_000.0  # packets/s per receive queue above which polls run full
 QUEUES = 5
 KNEE_TOTAL = KNEE * QUEUES
-POLL_IRQS = 150.0  # IRQs/s per queue at the knee once polling: the ring drains now and then
+POLL_IRQS = 30.0  # IRQs/s per queue at the knee once polling: the ring drains now and then (Olsson: ~20/s)
+WEIGHT = 64  # NAPI weight of every driver modelled: a poll that gets 64 packets is full
+BUDGET = 300  # net.core.netdev_budget: work one net_rx_action may do
+ADAPTIVE_USECS = 128e-6  # DIM's batch grows with the rate, up to its ceiling: q * this, at most 256
 RUN_PACKETS = (100.0, 200.0)  # packets per net_rx_action run while polling (budget 300, weight 64)
 THREADED_PPI = (50.0, 150.0)
 COST = {"interrupt": 2e-6, "polling": 1.5e-6, "threaded": 0.0}  # softirq CPU seconds per packet
@@ -74,6 +91,7 @@ RX_BYTES, RX_PACKETS, RX_MULTICAST, TX_BYTES, TX_PACKETS = 0, 1, 7, 8, 9  # /pro
 
 INTERRUPTS, SOFTNET, SOFTIRQS, STAT, NETDEV = (
     "proc/interrupts", "proc/net/softnet_stat", "proc/softirqs", "proc/stat", "proc/net/dev")
+NAPI_POLL, COALESCE = f"proc/{napi_poll.SOURCE}", f"proc/{COALESCE_FILE}"
 NETDEV_FORMAT = "%6s:%8d %7d %4d %4d %4d %5d %10d %9d %8d %7d %4d %4d %4d %5d %7d %10d"  # net/core/net-procfs.c
 
 
@@ -89,6 +107,7 @@ class Segment:
     load: tuple[float, float]
     mode: str = "interrupt"  # the receive physics: interrupt, polling or threaded
     heavy: bool = False  # the ground truth: the sustained mode a detector should report
+    ppi: float | None = None  # packets per IRQ measured for this load (the NAPI_HOWTO table) instead of the model
 
     def at(self, t: float) -> float:
         f = (t - self.start) / (self.end - self.start)
@@ -104,6 +123,9 @@ class Scenario:
     lines: dict[str, list[Segment]]
     wrap: bool = False  # 32-bit counters start just below 2^32
     threaded_files: bool = False  # sysfs has `threaded`: 1 while the NIC's segment is threaded
+    coalesce: Coalesce | None = None  # every NIC's interrupt coalescing (written to the tree); None: tg3's 1-8 model
+    queues: int = QUEUES  # receive queues that get traffic (the first ones); 1 for single-queue figures
+    multicast: float = 0.002  # share of received packets that are multicast or broadcast
 
 
 def segment_at(line: list[Segment], t: float) -> Segment | None:
@@ -261,14 +283,96 @@ def sustained_polling(rng: random.Random, seconds: int) -> Scenario:
         nic: episode(rng, seconds, onset, rise, until), other: wander(rng, 0, seconds, 5e3, 60e3)})
 
 
+def steady(rng: random.Random, seconds: int, lo: float, hi: float) -> dict[str, list[Segment]]:
+    """Both NICs interrupt-driven at a load drifting in [lo, hi] (per NIC), never heavy."""
+    return {nic: wander(rng, 0, seconds, lo, hi, "interrupt") for nic in ("eth0", "eth1")}
+
+
+def coalescing_e1000e(rng: random.Random, seconds: int) -> Scenario:
+    """e1000e with InterruptThrottleRate 8000 (ethtool rx-usecs 125) on one queue at 300-340 kpps: 40 packets per
+    IRQ at 320 kpps, every poll partial. Never polls."""
+    return Scenario("coalescing_e1000e", seconds, steady(rng, seconds, 300e3, 340e3), coalesce=Coalesce(125, 0, False),
+                    queues=1)
+
+
+def coalescing_ixgbe(rng: random.Random, seconds: int) -> Scenario:
+    """ixgbe with rx-usecs 50 (about 20k IRQs/s) at 0.95-1.05 Mpps on one queue: 50 packets per IRQ. Never polls."""
+    return Scenario("coalescing_ixgbe", seconds, steady(rng, seconds, 0.95e6, 1.05e6), coalesce=Coalesce(50, 0, False),
+                    queues=1)
+
+
+def coalescing_mlx5(rng: random.Random, seconds: int) -> Scenario:
+    """mlx5's default moderation, 16 us / 32 packets, at 1.5-3 Mpps on one queue: 24-32 packets per IRQ."""
+    return Scenario("coalescing_mlx5", seconds, steady(rng, seconds, 1.5e6, 3e6), coalesce=Coalesce(16, 32, False),
+                    queues=1)
+
+
+def coalescing_dim(rng: random.Random, seconds: int) -> Scenario:
+    """mlx5 with adaptive moderation (DIM) at 1.2-3 Mpps on one queue: batches grow up to DIM's largest profile,
+    256 packets; 4 full polls and one partial per IRQ, and big batches plus their bridged copies overrun the
+    budget of 300 now and then (time_squeeze). Never polls."""
+    return Scenario("coalescing_dim", seconds, steady(rng, seconds, 1.2e6, 3e6), coalesce=Coalesce(8, 128, True),
+                    queues=1)
+
+
+def coalescing_ceiling(rng: random.Random, seconds: int) -> Scenario:
+    """A NIC set to rx-frames 256, rx-usecs 500 at 1-2 Mpps on one queue: every IRQ carries exactly its ceiling
+    of 256 packets (the IRQ rate sits at rate / 256), squeezing now and then. Never polls."""
+    return Scenario("coalescing_ceiling", seconds, steady(rng, seconds, 1e6, 2e6), coalesce=Coalesce(500, 256, False),
+                    queues=1)
+
+
+# Olsson's e1000 measurements in the kernel's old Documentation/networking/NAPI_HOWTO.txt (2002), rows of 1440 down
+# to 60-byte frames: input packets/s and RX interrupts over a test of 1M packets.
+OLSSON = ((85_193, 946_576), (119_061, 872_519), (232_666, 241_292), (445_632, 42), (758_150, 21), (890_000, 17))
+
+
+def e1000_napi_howto(rng: random.Random, seconds: int) -> Scenario:
+    """One e1000 queue stepping up Olsson's table and back down, each row for an equal share of the trace, with the
+    packets per IRQ of the table (1e6 / rxint: 1.1, 1.1, 4.1, then 23810, 47619, 58824). Heavy on the rows whose
+    polls did not empty the ring (Ndone >> Done: 445 kpps and up); the other NIC is light."""
+    steps = [*OLSSON, *reversed(OLSSON[:-1])]
+    dwell = seconds / len(steps)
+    line = []
+    for i, (pps, rxint) in enumerate(steps):
+        polling = 1e6 / rxint > WEIGHT
+        line.append(Segment(i * dwell, (i + 1) * dwell, (pps, pps), "polling" if polling else "interrupt", polling,
+                            1e6 / rxint))
+    return Scenario("e1000_napi_howto", seconds, {"eth0": line, "eth1": wander(rng, 0, seconds, 5e3, 40e3)}, queues=1)
+
+
+def vlan_storm(rng: random.Random, seconds: int) -> Scenario:
+    """The seed incident's shape: tg3 ports (tg3_init_coal: rx-usecs 20, rx-frames 5) of one bridge; a broadcast
+    storm on a VLAN ramps both from light load past the knee within seconds of each other, holds for 40-90 s and
+    stops at once. Most of what they receive is broadcast."""
+    first = seconds * rng.uniform(0.2, 0.3)
+    lines = {}
+    for nic in ("eth0", "eth1"):
+        start, rise = first + rng.uniform(0, 5), rng.uniform(3, 10)
+        until = start + rise + rng.uniform(40, 90)
+        low, high = rng.uniform(10e3, 60e3), rng.uniform(400e3, 700e3)
+        lines[nic] = [*ramp(0, start, low, low), *ramp(start, start + rise, low, high),
+                      *wander(rng, start + rise, until, high * 0.9, high * 1.1), *ramp(until, until + 1, high, low),
+                      *wander(rng, until + 1, seconds, 10e3, 60e3)]
+    return Scenario("vlan_storm", seconds, lines, coalesce=Coalesce(20, 5, False), multicast=0.8)
+
+
 SCENARIOS: dict[str, Callable[[random.Random, int], Scenario]] = {f.__name__: f for f in (
     interrupt_driven, slide_into_polling, bursty_light, bursty_heavy, tuned_threaded, counter_wraps,
-    nic_disappears, both_nics_heavy)}
+    nic_disappears, both_nics_heavy, coalescing_e1000e, coalescing_ixgbe, coalescing_mlx5, coalescing_dim,
+    coalescing_ceiling, e1000_napi_howto, vlan_storm)}
+COALESCING = [name for name in SCENARIOS if name.startswith("coalescing_")]  # high steady load, never polls
 LAB_SCENARIOS = {f.__name__: f for f in (sustained_polling,)}  # not in the corpus
 DEFAULT_SECONDS = 300
-# scenario -> (seed, seconds) of each committed trace: ~550 bytes a second, under 3 MB in all; bursty_light
-# gets the long ones, since flaps per hour is its figure.
-CORPUS = {name: [(1, 120), (2, 180), (3, 240)] for name in SCENARIOS} | {"bursty_light": [(1, 240), (2, 360), (3, 600)]}
+# scenario -> (seed, seconds, counts) of each committed trace: ~550 bytes a second, about 5000 samples in all so
+# that scoring takes seconds. `counts`: the trace carries the kernel's poll counts (napi_poll), so detection uses
+# them; the others exercise the counter fallback. bursty_light gets the long ones, since flaps per hour is its
+# figure. Seeds are unique per scenario (they name the files).
+CORPUS = {name: [(1, 120, False), (2, 180, False)] for name in SCENARIOS}
+CORPUS |= {name: [*CORPUS[name], (4, 150, True)] for name in ("slide_into_polling", "bursty_heavy", "both_nics_heavy")}
+CORPUS["bursty_light"] = [(1, 240, False), (3, 600, False), (4, 300, True)]
+CORPUS |= {name: [(1, 60, False), (2, 60, True)] for name in COALESCING}
+CORPUS |= {"e1000_napi_howto": [(1, 165, False), (2, 165, True)], "vlan_storm": [(1, 120, False), (2, 120, True)]}
 
 
 # --- physics: what the NIC's queues did in one interval ---
@@ -283,34 +387,57 @@ class Work:
     net_rx: float = 0.0
     squeezes: float = 0.0
     busy: float = 0.0  # seconds of softirq time
+    polls: float = 0.0  # napi_poll events
+    full: float = 0.0  # of which used their whole weight
 
 
-def pieces(line: list[Segment], a: float, b: float) -> Iterator[tuple[float, float, str]]:
-    """(duration, mean load, mode) of each part of [a, b) that one segment covers."""
+def pieces(line: list[Segment], a: float, b: float) -> Iterator[tuple[float, float, Segment]]:
+    """(duration, mean load, segment) of each part of [a, b) that one segment covers."""
     for s in line:
         lo, hi = max(a, s.start), min(b, s.end)
         if hi > lo:
-            yield hi - lo, s.at((lo + hi) / 2), s.mode
+            yield hi - lo, s.at((lo + hi) / 2), s
 
 
-def queue_work(rng: random.Random, parts: list[tuple[float, float, str]], weight: float) -> Work:
+def batch(rng: random.Random, rate: float, coalesce: Coalesce | None) -> float:
+    """Packets per IRQ of interrupt-driven receive at `rate` packets/s on one queue. With coalescing the IRQ
+    waits for rx-frames packets or rx-usecs (DIM: a batch growing with the rate), whichever comes first."""
+    if coalesce is None:
+        return (1 + 7 * min(1.0, rate / KNEE)) * rng.uniform(0.85, 1.15)
+    window = rate * (ADAPTIVE_USECS if coalesce.adaptive_rx else coalesce.rx_usecs * 1e-6) * math.exp(rng.gauss(0, 0.08))
+    ceiling = 256 if coalesce.adaptive_rx else coalesce.rx_frames or math.inf
+    return max(1.0, min(ceiling, window))
+
+
+def queue_work(rng: random.Random, parts: list[tuple[float, float, Segment]], weight: float,
+               coalesce: Coalesce | None) -> Work:
     w = Work()
-    for duration, load, mode in parts:
+    for duration, load, seg in parts:
         rate = max(1.0, load * weight * math.exp(rng.gauss(0, 0.08)))
         packets = rate * duration
         w.packets += packets
-        w.busy += packets * COST[mode]
-        if mode == "interrupt":
-            irqs = packets / ((1 + 7 * min(1.0, rate / KNEE)) * rng.uniform(0.85, 1.15))
+        w.busy += packets * COST[seg.mode]
+        if seg.mode == "interrupt":  # each IRQ: floor(B / weight) full polls, then one that empties the ring
+            b = seg.ppi or batch(rng, rate, coalesce)
+            irqs = packets / b
             w.irqs += irqs
             w.net_rx += irqs * rng.uniform(1.0, 1.05)
-        elif mode == "polling":
-            w.irqs += POLL_IRQS * min(1.0, KNEE / rate) * duration * math.exp(rng.gauss(0, 0.1))
+            w.polls += irqs * (b // WEIGHT + 1)
+            w.full += irqs * (b // WEIGHT)
+            w.squeezes += irqs * min(0.5, max(0.0, (b * PROCESSED_PER_PACKET - BUDGET) / BUDGET))
+        elif seg.mode == "polling":  # full polls with the IRQ masked; it fires again only when the ring drains
+            irqs = packets / seg.ppi if seg.ppi else POLL_IRQS * min(1.0, KNEE / rate) * duration * math.exp(rng.gauss(0, 0.1))
+            w.irqs += irqs
             runs = packets / rng.uniform(*RUN_PACKETS)
             w.net_rx += runs
             w.squeezes += runs * min(0.9, 0.3 * rate / KNEE)
+            w.full += max(0.0, packets / WEIGHT - irqs / 2)
+            w.polls += max(0.0, packets / WEIGHT - irqs / 2) + irqs
         else:
-            w.irqs += packets / rng.uniform(*THREADED_PPI)
+            irqs = packets / rng.uniform(*THREADED_PPI)
+            w.irqs += irqs
+            w.polls += irqs * 2  # the thread polls until a poll comes back short
+            w.full += irqs
     return w
 
 
@@ -339,15 +466,17 @@ class Queue:
 class Host:
     """tg3-pair's volatile files, advanced interval by interval."""
 
-    def __init__(self, base: trace.Tree, rng: random.Random):
+    def __init__(self, base: trace.Tree, rng: random.Random, scenario: Scenario, counts: bool):
         self.base = base
         self.rng = rng
+        self.scenario = scenario
+        self.counts = {} if counts else None  # nic -> [polls, full polls] when the trace carries them
         self.carry = Carry()
         self.devices = {nic: _device_dir(base, nic) for nic in ("eth0", "eth1")}
         self.exposed = {nic for nic in self.devices if _exposed(base, nic)}
         self._parse_interrupts(base.files[INTERRUPTS])
         self.queues = {nic: self._queues(nic) for nic in self.devices}
-        self.weights = {nic: _weights(rng, queues) for nic, queues in self.queues.items()}
+        self.weights = {nic: _weights(rng, queues, scenario.queues) for nic, queues in self.queues.items()}
         self.softnet = [[int(x, 16) for x in line.split()] for line in base.files[SOFTNET].splitlines()]
         self._parse_softirqs(base.files[SOFTIRQS])
         self.stat = base.files[STAT].splitlines()
@@ -430,15 +559,19 @@ class Host:
             self._background(cpu, seconds, b - a)
 
     def _nic_interval(self, nic: str, parts: list, dt: float) -> dict[int, float]:
-        received, busy = 0.0, {}
+        received, busy, polls, full = 0.0, {}, 0.0, 0.0
         for q in self.queues[nic]:
-            w = queue_work(self.rng, parts, self.weights[nic][q.irq])
-            received += w.packets
+            w = queue_work(self.rng, parts, self.weights[nic][q.irq], self.scenario.coalesce)
+            received, polls, full = received + w.packets, polls + w.polls, full + w.full
             self.add_irq(q.irq, q.cpu, w.irqs)
             self.add_softirq("NET_RX", q.cpu, w.net_rx)
             self.add_softnet(PROCESSED, q.cpu, w.packets * PROCESSED_PER_PACKET)
             self.add_softnet(TIME_SQUEEZE, q.cpu, w.squeezes)
             busy[q.cpu] = w.busy
+        if self.counts is not None:
+            totals = self.counts.setdefault(nic, [0, 0])
+            totals[0] += self.carry((nic, "polls"), polls)
+            totals[1] += self.carry((nic, "full"), full)
         sent = received * 0.05 + 300 * dt
         self.add_softirq("NET_TX", self.queues[nic][0].cpu, sent / 32)
         self._netdev(nic, received, sent)
@@ -447,7 +580,7 @@ class Host:
     def _netdev(self, nic: str, received: float, sent: float) -> None:
         size = 600 if nic == "eth0" else 900  # mean frame size
         c = self.netdev[nic]
-        for i, value in ((RX_BYTES, received * size), (RX_PACKETS, received), (RX_MULTICAST, received * 0.002),
+        for i, value in ((RX_BYTES, received * size), (RX_PACKETS, received), (RX_MULTICAST, received * self.scenario.multicast),
                          (TX_BYTES, sent * 200), (TX_PACKETS, sent)):
             c[i] += self.carry((nic, i), value)
 
@@ -472,6 +605,12 @@ class Host:
                  SOFTIRQS: self._softirqs(), STAT: self._stat(), NETDEV: self._netdev_text()}
         for nic, on in threaded.items():
             files[f"{self.devices[nic]}/net/{nic}/threaded"] = f"{int(on)}\n"
+        present = [nic for nic in self.devices if nic not in self.removed]
+        if self.counts is not None:
+            files[NAPI_POLL] = napi_poll.format_counts(
+                {nic: napi_poll.NapiPolls(*self.counts.get(nic, (0, 0))) for nic in present})
+        if self.scenario.coalesce is not None:
+            files[COALESCE] = format_values(dict.fromkeys(present, self.scenario.coalesce))
         tree = trace.Tree(files, dict(self.base.links))
         for nic in self.removed:
             _remove_nic(tree, nic, self.devices[nic])
@@ -517,9 +656,9 @@ class Host:
         return "\n".join([*self.netdev_head, *rows]) + "\n"
 
 
-def _weights(rng: random.Random, queues: list[Queue]) -> dict[str, float]:
-    """RSS shares of the receive queues: even, +-20 %."""
-    raw = [rng.uniform(0.8, 1.2) for _ in queues]
+def _weights(rng: random.Random, queues: list[Queue], used: int) -> dict[str, float]:
+    """RSS shares of the first `used` receive queues: even, +-20 %; the others get nothing."""
+    raw = [rng.uniform(0.8, 1.2) if i < used else 0.0 for i in range(len(queues))]
     return {q.irq: r / sum(raw) for q, r in zip(queues, raw)}
 
 
@@ -572,10 +711,10 @@ def threaded(scenario: Scenario, host: Host, t: float) -> dict[str, bool]:
     return out
 
 
-def records(scenario: Scenario, rng: random.Random) -> Iterator[trace.Record]:
+def records(scenario: Scenario, rng: random.Random, counts: bool = False) -> Iterator[trace.Record]:
     """One record per second, t = 0 .. scenario.seconds."""
     base = capture.full(str(FIXTURE / "proc"), str(FIXTURE / "sys"))
-    host = Host(base, rng)
+    host = Host(base, rng, scenario, counts)
     if scenario.wrap:
         host.wrap_counters()
     prev = trace.Tree()
@@ -590,16 +729,16 @@ def records(scenario: Scenario, rng: random.Random) -> Iterator[trace.Record]:
         prev = tree
 
 
-def generate(name: str, seed: int, seconds: int = DEFAULT_SECONDS) -> tuple[dict, Iterator[trace.Record]]:
-    """The header and records of one trace; the same name, seed and seconds give the same trace."""
+def generate(name: str, seed: int, seconds: int = DEFAULT_SECONDS, counts: bool = False) -> tuple[dict, Iterator[trace.Record]]:
+    """The header and records of one trace; the same name, seed, seconds and counts give the same trace."""
     rng = random.Random(f"{name}/{seed}/{seconds}")
     scenario = (SCENARIOS | LAB_SCENARIOS)[name](rng, seconds)
-    head = {**trace.header(1.0, "tg3-pair", STARTED, ""), "scenario": name, "seed": seed}
-    return head, records(scenario, rng)
+    head = {**trace.header(1.0, "tg3-pair", STARTED, ""), "scenario": name, "seed": seed, "counts": counts}
+    return head, records(scenario, rng, counts)
 
 
-def write(path: str, name: str, seed: int, seconds: int = DEFAULT_SECONDS) -> None:
-    head, recs = generate(name, seed, seconds)
+def write(path: str, name: str, seed: int, seconds: int = DEFAULT_SECONDS, counts: bool = False) -> None:
+    head, recs = generate(name, seed, seconds, counts)
     writer = trace.Writer(open(path, "wb"), max_size=1 << 40)
     writer.write(trace.encode(head))
     for record in recs:
@@ -612,13 +751,11 @@ def write_corpus(directory: str) -> list[str]:
     os.makedirs(directory, exist_ok=True)
     for old in Path(directory).glob("*.trace.gz"):
         old.unlink()
-    paths = []
-    for name, runs in CORPUS.items():
-        for seed, seconds in runs:
-            path = os.path.join(directory, f"{name}-{seed}.trace.gz")
-            write(path, name, seed, seconds)
-            paths.append(path)
-    return paths
+    jobs = [(os.path.join(directory, f"{name}-{seed}.trace.gz"), name, seed, seconds, counts)
+            for name, runs in CORPUS.items() for seed, seconds, counts in runs]
+    with ProcessPoolExecutor() as pool:
+        list(pool.map(write, *zip(*jobs)))
+    return [job[0] for job in jobs]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -627,6 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", metavar="FILE", help="trace to write (*.trace.gz)")
     p.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help=f"length (default {DEFAULT_SECONDS})")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--counts", action="store_true", help="carry the kernel's NAPI poll counts (proc/lxcwatch/napi_poll)")
     p.add_argument("--corpus", metavar="DIR", help="write the labelled corpus (every scenario, several seeds) into DIR")
     args = p.parse_args(argv)
     if args.corpus:
@@ -635,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.scenario and args.out) or args.seconds < 60:
         p.error("want SCENARIO --out FILE (and --seconds of at least 60), or --corpus DIR")
-    write(args.out, args.scenario, args.seed, args.seconds)
+    write(args.out, args.scenario, args.seed, args.seconds, args.counts)
     return 0
 
 
