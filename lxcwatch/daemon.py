@@ -3,7 +3,6 @@
 import dataclasses
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -83,9 +82,6 @@ def run(load: Callable[[], Settings]) -> int:
     notifier = Notifier()
     notifier.check_interval(settings.interval)
     signals = _Signals()  # before any thread starts, and so that a SIGHUP during start-up waits for the loop
-    # A thread back from a system call waits for the GIL up to the switch interval: at the default 5 ms, the sampler's
-    # thousands of file reads per sample overran under 50 concurrent scrapers (docs/performance.md).
-    sys.setswitchinterval(0.001)
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
                            settings.probes_interval)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
