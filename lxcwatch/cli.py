@@ -6,7 +6,7 @@ import socket
 import sys
 import time
 
-from lxcwatch import __version__, blackbox, classifier, config, daemon, http, metrics, probes, status, web_config
+from lxcwatch import __version__, blackbox, classifier, config, daemon, http, http_server, metrics, probes, status, web_config
 from lxcwatch.collectors import COLLECTORS, Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.lxc_host import DEFAULT_LXC_PATH
@@ -74,6 +74,14 @@ def agent_parser() -> argparse.ArgumentParser:
                    help="path under which to expose metrics (default /metrics)")
     p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
                    help="TLS and basic auth, exporter-toolkit format (docs/security.md); read at start only")
+    limits = http_server.Limits()
+    p.add_argument("--web.max-requests", dest="max_requests", type=int, default=limits.max_requests, metavar="N",
+                   help=f"requests answered at once; more get 503; 0: no limit (default {limits.max_requests})")
+    p.add_argument("--web.idle-timeout", dest="idle_timeout", default=f"{limits.idle_timeout:g}s", metavar="DURATION",
+                   help=f"close a kept-alive connection idle this long (default {limits.idle_timeout:g}s)")
+    p.add_argument("--web.request-timeout", dest="request_timeout", default=f"{limits.request_timeout:g}s",
+                   metavar="DURATION", help="the most a TLS handshake, a request's headers and the client taking a "
+                   f"response may each take (default {limits.request_timeout:g}s)")
     p.add_argument("--config.file", dest="config_file", default=None, metavar="PATH",
                    help='flags from a file (/etc/default style: ARGS="--flag=value ..."), read again on SIGHUP; '
                         "flags on the command line win")
@@ -122,6 +130,8 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
             raise UsageError(str(e)) from None
     if args.probes_file:
         probes.check_file(args.probes_file)
+    if args.max_requests < 0:
+        raise UsageError(f"invalid --web.max-requests {args.max_requests}: must be 0 (no limit) or more")
     return daemon.Settings(
         listen=listen, telemetry_path=args.telemetry_path, procfs=args.procfs, sysfs=args.sysfs, interval=interval,
         deadline=config.deadline(args.deadline, interval),
@@ -133,6 +143,8 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,
         blackbox=blackbox.options(args),
         web_config=web_config.load(args.web_config_file) if args.web_config_file else None,
+        web_limits=http_server.Limits(args.max_requests, config.duration(args.idle_timeout),
+                                      config.duration(args.request_timeout)),
         flags=vars(args), typed=config.typed_flags(parser, argv))
 
 

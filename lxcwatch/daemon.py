@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lxcwatch import blackbox, classifier, config, http, logs, metrics
+from lxcwatch import blackbox, classifier, config, http, http_server, logs, metrics
 from lxcwatch.collectors import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sampler import Sampler
@@ -54,6 +54,7 @@ class Settings:
     log_format: str
     blackbox: "blackbox.Options" = blackbox.Options()
     web_config: WebConfig | None = None  # --web.config.file, read at start only
+    web_limits: http_server.Limits = http_server.Limits()  # --web.max-requests and the timeouts
     flags: dict = field(default_factory=dict, compare=False)  # {dest: parsed value} of every flag
     typed: dict = field(default_factory=dict, compare=False)  # {dest: the option string the user typed}
     napi_poll_include: re.Pattern | None = None  # --collector.napi_poll.device-include
@@ -87,8 +88,7 @@ def run(load: Callable[[], Settings]) -> int:
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
                            settings.probes_interval, settings.napi_poll_include)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
-    tls = settings.web_config.context if settings.web_config else None
-    servers = [http.bind(address, None, tls) for address in settings.listen]  # bind first: a port in use fails fast
+    sockets = [http.bind(address) for address in settings.listen]  # bind first: a port in use fails fast
     sampler.sample()  # the first scrape already has data; a stuck file delays it by the deadline at most
     box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
@@ -96,9 +96,10 @@ def run(load: Callable[[], Settings]) -> int:
     exposition = http.Exposition(sampler, settings.agent)
     exposition.extra = box.families
     app = http.guard(http.make_app(exposition, settings.telemetry_path), settings.web_config)
-    for server in servers:
-        server.set_app(app)
-    http.serve(servers)
+    server = http_server.Server(sockets, app, settings.web_config.context if settings.web_config else None,
+                                settings.web_limits)
+    exposition.live = server.families
+    server.start()
     log.info("listening", extra={"addresses": ",".join(settings.listen), "collectors": ",".join(settings.collectors),
                                  "procfs": settings.procfs, "sysfs": settings.sysfs})
     sampler.on_sample.append(notifier.sampled)
@@ -108,21 +109,20 @@ def run(load: Callable[[], Settings]) -> int:
 
     while signals.next() == "reload":
         notifier.reloading()
-        settings = reload(settings, load, sampler, exposition)
+        settings = reload(settings, load, sampler, exposition, server)
         notifier.reloaded()
     notifier.stopping()
     log.info("stopping")
     sampler.stop()
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    server.stop()
     loop.join(timeout=5)
     box.stop()  # after the last sample: the clean-stop marker is the ring's last record
     sources.close()
     return 0
 
 
-def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: http.Exposition) -> Settings:
+def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: http.Exposition,
+           server: http_server.Server) -> Settings:
     """Apply new flags to the running agent; a bad file keeps the old settings (and says so in its metrics)."""
     try:
         new = load()
@@ -144,6 +144,7 @@ def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposi
     if new.lxc_key() != old.lxc_key():
         lxc = sampler.sources.lxc_host(new.lxc_paths, new.probes_file, new.probes_interval)
     sampler.reconfigure(list(new.collectors), new.thresholds, lxc)
+    server.limits = new.web_limits  # read by every new connection and request
     # Half applied is not applied: until a restart, the metric says the running agent is not what the file says.
     loaded_at = exposition.agent.config_loaded_at if kept else time.time()
     exposition.agent = dataclasses.replace(new.agent, config_loaded=not kept, config_loaded_at=loaded_at)

@@ -58,7 +58,8 @@ def _help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def render(families: list[Family], openmetrics: bool) -> bytes:
+def render(families: list[Family], openmetrics: bool, end: bool = True) -> bytes:
+    """`end`: close an OpenMetrics exposition with "# EOF"; without, more families may follow."""
     out: list[str] = []
     for f in families:
         sample_name = f.name + "_total" if f.type == "counter" else f.name
@@ -71,15 +72,20 @@ def render(families: list[Family], openmetrics: bool) -> bytes:
                 out.append(f"{sample_name}{{{labels}}} {_number(value)}\n")
             else:
                 out.append(f"{sample_name} {_number(value)}\n")
-    if openmetrics:
+    if openmetrics and end:
         out.append("# EOF\n")
     return "".join(out).encode()
 
 
-def append(body: bytes, families: list[Family], openmetrics: bool) -> bytes:
-    """A rendered body with more families at its end (before OpenMetrics' # EOF): those computed per scrape."""
-    more = render(families, openmetrics)
-    return body[: -len(b"# EOF\n")] + more if openmetrics else body + more
+def from_client(metrics) -> list[Family]:
+    """prometheus_client's metric families (e.g. its process collector's) as Families, for this module's writer."""
+    out = []
+    for m in metrics:
+        labels = tuple(m.samples[0].labels) if m.samples else ()
+        out.append(Family(m.name, m.type, m.documentation, labels,
+                          [(tuple(s.labels[k] for k in labels), s.value) for s in m.samples
+                           if s.name in (m.name, m.name + "_total")]))  # no _created samples
+    return out
 
 
 def negotiate(accept: str) -> tuple[bool, str]:

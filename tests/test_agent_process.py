@@ -107,10 +107,13 @@ def run(*args: str) -> subprocess.CompletedProcess:
         (["--log.format=xml"], 2, "--log.format: invalid choice: 'xml'"),
         (["--path.procfs=/nonexistent"], 1, "--path.procfs=/nonexistent: not a directory"),
         (["--path.sysfs=/etc"], 1, "--path.sysfs=/etc: none of class/net found"),
+        (["--web.max-requests=-1"], 2, "invalid --web.max-requests -1: must be 0 (no limit) or more"),
+        (["--web.request-timeout=0s"], 2, "invalid duration '0s': must be greater than zero"),
         (["status", "--sample.interval=0s"], 2, "must be greater than zero"),
         (["status", "--path.procfs=/nonexistent"], 1, "--path.procfs=/nonexistent: not a directory"),
     ],
-    ids=["duration", "unknown-flag", "address", "log-format", "procfs", "sysfs", "status-interval", "status-procfs"],
+    ids=["duration", "unknown-flag", "address", "log-format", "procfs", "sysfs", "max-requests", "request-timeout",
+         "status-interval", "status-procfs"],
 )
 def test_user_errors_are_one_line(args, code, message):
     out = run(*args)
