@@ -115,6 +115,15 @@ def test_help_gives_every_flag_with_its_default():
     assert {flag.replace("-", "_"): float(value) for flag, value in found.items()} == DOCUMENTED
 
 
+def test_the_documented_mutation_run_is_the_make_target():
+    """docs/detection.md's `make mutation`: mutmut over the detection core, then its survivors (a run is ~25 min)."""
+    root = Path(__file__).parents[1]
+    assert "`make mutation`" in (root / "docs" / "detection.md").read_text()
+    out = subprocess.run(["make", "-n", "mutation"], cwd=root, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "scripts/mutation run --max-children 2" in out.stdout and "scripts/mutation results" in out.stdout
+
+
 # --- counter evidence (no poll counts) ---
 
 
