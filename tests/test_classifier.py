@@ -649,3 +649,10 @@ def test_a_collector_enabled_since_the_previous_sample_gives_no_rate_yet():
     h.tick(disabled=("kthreads",))
     v = h.tick(pps=500_000, irqs=1_000).nics["eth0"]  # above the boundary, no squeeze: only ksoftirqd could say
     assert (v.evidence, v.missing) == ("unknown", ("kthreads",))
+
+
+def test_without_nic_rates_and_no_squeeze_anywhere_the_host_is_known_calm():
+    h = Host(promiscuous=False)
+    h.run(2)
+    v = h.tick(failed=("interrupts",))
+    assert (v.host_known, v.host_evidence, v.nics["eth0"].known) == (True, "none", False)
