@@ -116,7 +116,7 @@ def test_help_gives_every_flag_with_its_default():
 
 
 def test_the_documented_mutation_run_is_the_make_target():
-    """docs/detection.md's `make mutation`: mutmut over the detection core, then its survivors (a run is ~25 min)."""
+    """docs/detection.md's `make mutation`: mutmut over the detection core, then its survivors (a run is 10 to 25 min)."""
     root = Path(__file__).parents[1]
     assert "`make mutation`" in (root / "docs" / "detection.md").read_text()
     out = subprocess.run(["make", "-n", "mutation"], cwd=root, capture_output=True, text=True, timeout=30)
