@@ -82,14 +82,14 @@ class Verdict:
 def advance(mode: Mode, evidence: str, now: float, t: Thresholds) -> Mode:
     """One step of hysteresis: flip only after enough consecutive samples that disagree."""
     if (evidence != "none") == mode.heavy:
-        return replace(mode, streak=0, reason=evidence if mode.heavy else "none")
+        return replace(mode, streak=0, reason=evidence)
     streak = mode.streak + 1
     since = mode.streak_since if mode.streak else now
     if streak < (t.leave_samples if mode.heavy else t.enter_samples):
         return replace(mode, streak=streak, streak_since=since)
     if mode.heavy:
-        return Mode(False, "none", 0, 0.0, None, mode.changes + 1)
-    return Mode(True, evidence, 0, 0.0, since, mode.changes + 1)
+        return Mode(changes=mode.changes + 1)
+    return Mode(True, evidence, since=since, changes=mode.changes + 1)
 
 
 def _failed(before: Snapshot, now: Snapshot, *names: str) -> tuple[str, ...]:
@@ -162,16 +162,12 @@ def _nic(before: Snapshot, now: Snapshot, r: NicRates, share: float | None, t: T
 def _host_pressure(cpus: dict[int, CpuRates], busy_cpus: set[int] | None, t: Thresholds) -> str:
     """Backlog drops anywhere, or squeezes on a CPU no busy NIC explains; UNKNOWN when only squeezes on CPUs
     whose NICs are unknown could say."""
-    doubt = False
-    for c in cpus.values():
-        if c.dropped >= t.host_drops_per_second:
-            return "softnet_pressure"
-        if c.squeezes >= t.host_squeezes_per_second:
-            if busy_cpus is None:
-                doubt = True
-            elif c.cpu not in busy_cpus:
-                return "softnet_pressure"
-    return UNKNOWN if doubt else "none"
+    if any(c.dropped >= t.host_drops_per_second for c in cpus.values()):
+        return "softnet_pressure"
+    squeezed = {c.cpu for c in cpus.values() if c.squeezes >= t.host_squeezes_per_second}
+    if busy_cpus is None:
+        return UNKNOWN if squeezed else "none"
+    return "softnet_pressure" if squeezed - busy_cpus else "none"
 
 
 def step(prev: Verdict, before: Snapshot, now: Snapshot, t: Thresholds) -> Verdict:
@@ -215,8 +211,8 @@ def _host(prev: Verdict, now: Snapshot, nics: dict[str, NicVerdict], pressure: M
     if exposed or heavy_pressure:
         since = min([v.mode.since for v in exposed] + ([pressure.since] if heavy_pressure else []))
         reason = "nic" if exposed else "softnet_pressure"
-        host = Mode(True, reason, 0, 0.0, prev.host.since if prev.host.heavy else since,
-                    prev.host.changes + (not prev.host.heavy))
+        host = Mode(True, reason, since=prev.host.since if prev.host.heavy else since,
+                    changes=prev.host.changes + (not prev.host.heavy))
         return Verdict(nics, pressure, host, "nic" if exposed else pressure_evidence)
     missing = set(pressure_missing)
     if not links_ok:

@@ -42,7 +42,7 @@ def _diff(new: dict, old: dict, key) -> int:
 
 def _per_cpu(s: Snapshot, irqs: list[str]) -> dict[int, int]:
     rows = [s.irq_rows[i] for i in irqs if i in s.irq_rows]
-    return dict(zip(s.irq_cpus, map(sum, zip(*rows)))) if rows else {}
+    return dict(zip(s.irq_cpus, map(sum, zip(*rows))))
 
 
 def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, ...]:
@@ -109,7 +109,8 @@ def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
         def rate(key, table="softnet"):
             return _diff(getattr(cur, table).total, getattr(prev, table).total, key) / dt
 
-        ticks = increase(prev.softirq_ticks.get(cpu, cur.softirq_ticks.get(cpu, 0)), cur.softirq_ticks.get(cpu, 0))
+        now = cur.softirq_ticks.get(cpu, 0)
+        ticks = increase(prev.softirq_ticks.get(cpu, now), now)
         out[cpu] = CpuRates(
             cpu, rate((cpu, "processed")), rate((cpu, "dropped")), rate((cpu, "time_squeeze")),
             rate(("NET_RX", cpu), "softirqs"), rate(("NET_TX", cpu), "softirqs"), ticks / USER_HZ / dt,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent import lxcwatch_binary
-from lxcwatch.classifier import REASONS, Mode, Thresholds, Verdict, advance, step
+from lxcwatch.classifier import REASONS, Mode, Thresholds, Verdict, advance, boundary, step
 from lxcwatch.ethtool import Driver
 from lxcwatch.ethtool_coalesce import Coalesce
 from lxcwatch.irq_vectors import NicIrq
@@ -18,6 +18,7 @@ from lxcwatch.links import Link
 from lxcwatch.napi import Napi, NapiTuning
 from lxcwatch.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.net_dev import NetDevCounters
+from lxcwatch.rates import NicRates
 from lxcwatch.snapshot import CollectorResult, Interrupts, Softirqs, build
 from lxcwatch.softnet_stat import SoftnetRow
 
@@ -30,15 +31,17 @@ NO_POLL_COUNTS = "napi:napi_poll is not available: no tracefs"
 
 class Host:
     """eth0 (one rx vector, 38, served by CPU 0), two CPUs with their ksoftirqd; each tick adds the given
-    per-second rates. `counts=True` gives the kernel's poll counts (napi_poll collector) as well."""
+    per-second rates. `counts=True` gives the kernel's poll counts (napi_poll collector) as well; `both_cpus=True`
+    has CPU 1 serve the vector too, with as many IRQs as CPU 0."""
 
-    def __init__(self, promiscuous=True, tuning=NapiTuning(False, 0, 0), sysctls=None, counts=False):
+    def __init__(self, promiscuous=True, tuning=NapiTuning(False, 0, 0), sysctls=None, counts=False, both_cpus=False):
         self.t, self.rx, self.irqs, self.squeeze, self.drops = 0, 0, 0, [0, 0], [0, 0]
         self.ticks, self.polls, self.full = [0, 0], 0, 0
         self.link = Link("eth0", 2, "physical", "br0" if promiscuous else "", "up", 0x1103 if promiscuous else 0x1003,
                          1, Driver("tg3", "3.119"))
         self.napi = Napi({"eth0": tuning}, sysctls or {"busy_poll": 0, "busy_read": 0})
         self.counts = counts
+        self.both_cpus = both_cpus
         self.snap = None
         self.verdict = Verdict()
 
@@ -57,7 +60,7 @@ class Host:
         readings = {
             "softnet": tuple(SoftnetRow(c, 0, self.drops[c], self.squeeze[c], 0, 0, 0, 0, None, None) for c in (0, 1)),
             "softirqs": Softirqs({"NET_RX": {0: 0, 1: 0}}, {0: 0, 1: 0}),
-            "interrupts": Interrupts((0, 1), (NicIrq("eth0", "38", "rx", "eth0-rx-1"),), {"38": (self.irqs + 1, 0)}),
+            "interrupts": Interrupts((0, 1), (NicIrq("eth0", "38", "rx", "eth0-rx-1"),), {"38": (self.irqs + 1, self.irqs if self.both_cpus else 0)}),
             "netdev": {"eth0": NetDevCounters(0, self.rx, 0, 0, 0, 0, 0, 0)},
             "links": {"eth0": self.link},
             "napi": self.napi,
@@ -110,6 +113,15 @@ def test_help_gives_every_flag_with_its_default():
     help_text = " ".join(out.stdout.split())
     found = dict(re.findall(r"--detect\.([a-z-]+) N NAPI-heavy detection: [a-z ]+ \(default ([0-9.]+);", help_text))
     assert {flag.replace("-", "_"): float(value) for flag, value in found.items()} == DOCUMENTED
+
+
+def test_the_documented_mutation_run_is_the_make_target():
+    """docs/detection.md's `make mutation`: mutmut over the detection core, then its survivors (a run is 10 to 25 min)."""
+    root = Path(__file__).parents[1]
+    assert "`make mutation`" in (root / "docs" / "detection.md").read_text()
+    out = subprocess.run(["make", "-n", "mutation"], cwd=root, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "scripts/mutation run --max-children 2" in out.stdout and "scripts/mutation results" in out.stdout
 
 
 # --- counter evidence (no poll counts) ---
@@ -173,6 +185,18 @@ def test_the_coalescing_window_is_per_queue():
     h.tick()
     v = h.tick(pps=1_000_000, irqs=2_500, squeeze=(50, 0)).nics["eth0"]  # one vector, 400 per IRQ
     assert (v.evidence, v.boundary) == ("none", 500.0)
+
+
+def test_the_coalescing_window_is_split_over_the_queues_that_fired():
+    """rx-usecs 400 at 1 Mpps over two queues: 200 packets per window on each, boundary 1.25 * 200 = 250."""
+    r = NicRates("eth0", 1_000_000.0, 5_000.0, 200.0, 0.0, 0.0, (0, 1), queues=2)
+    assert boundary(r, Coalesce(400, 0, False), DEFAULTS) == 250.0
+
+
+def test_a_nic_that_does_not_coalesce_leaves_the_threshold_alone():
+    """rx-usecs 0, rx-frames 0, not adaptive: no ceiling, so even a threshold of 1 packet per IRQ stands."""
+    r = NicRates("eth0", 1_000_000.0, 5_000.0, 200.0, 0.0, 0.0, (0,))
+    assert boundary(r, Coalesce(0, 0, False), Thresholds(packets_per_interrupt=1.0)) == 1.0
 
 
 # --- poll-count evidence ---
@@ -323,6 +347,24 @@ def test_advance_keeps_the_streak_start():
     assert (m.heavy, m.streak) == (False, 0)
 
 
+def test_a_heavy_nic_takes_the_reason_of_its_latest_evidence():
+    h = Host()
+    h.tick()
+    h.run(3, **LOAD)
+    mode = h.tick(pps=500_000, irqs=1_000, ksoftirqd=(0.5, 0)).nics["eth0"].mode  # no squeeze now, ksoftirqd instead
+    assert (mode.heavy, mode.reason, mode.since, mode.changes) == (True, "ksoftirqd", 1002.0, 1)
+
+
+def test_after_leaving_a_nic_enters_again_after_n_fresh_samples():
+    h = Host()
+    h.tick()
+    h.run(3, **LOAD)  # heavy at t=4
+    h.run(4, **QUIET)  # calm again at t=8
+    modes = [v.nics["eth0"].mode for v in h.run(3, **LOAD)]  # t=9, 10, 11
+    assert [m.heavy for m in modes] == [False, False, True]
+    assert (modes[-1].since, modes[-1].changes) == (1009.0, 3)
+
+
 @pytest.mark.parametrize("reason", [r for r in REASONS if r != "none"])
 def test_every_reason_can_be_the_mode_of_a_heavy_nic(reason):
     tuning = {"threaded": NapiTuning(True, 0, 0), "defer_hard_irqs": NapiTuning(False, 1, 0)}.get(reason, NapiTuning(False, 0, 0))
@@ -376,6 +418,58 @@ def test_backlog_drops_are_pressure_anywhere(drops, heavy):
     h = Host(promiscuous=False)
     h.tick()
     assert h.run(3, drops=drops)[-1].host.heavy == heavy
+
+
+@pytest.mark.parametrize("master,flags,exposed", [("br0", 0x1003, True), ("", 0x1103, True), ("", 0x1003, False)],
+                         ids=["bridge-port", "promiscuous", "neither"])
+def test_a_bridge_port_or_a_promiscuous_nic_is_exposed(master, flags, exposed):
+    h = Host()
+    h.link = Link("eth0", 2, "physical", master, "up", flags, 1, Driver("tg3", "3.119"))
+    h.tick()
+    v = h.run(3, **LOAD)[-1]
+    assert (v.nics["eth0"].mode.heavy, v.host.heavy) == (True, exposed)
+
+
+def test_host_evidence_is_this_samples_pressure_while_the_mode_follows_with_hysteresis():
+    h = Host(promiscuous=False)
+    h.tick()
+    seq = [(v.host.heavy, v.host_evidence) for v in h.run(3, squeeze=(0, 500)) + [h.tick()]]
+    assert seq == [(False, "softnet_pressure"), (False, "softnet_pressure"), (True, "softnet_pressure"), (True, "none")]
+    h.run(3)
+    assert h.tick(drops=(0, 5)).host_evidence == "softnet_pressure"
+
+
+def test_host_keeps_its_since_when_the_nic_takes_over_from_pressure():
+    h = Host()
+    h.tick()
+    h.run(3, squeeze=(0, 500))  # pressure (and so the host) heavy at t=4, since t=2
+    v = h.run(4, **LOAD)[-1]  # eth0 heavy at t=7 since t=5; pressure leaves at t=8
+    assert (v.pressure.heavy, v.nics["eth0"].mode.heavy) == (False, True)
+    assert (v.host.heavy, v.host.reason, v.host.since, v.host.changes) == (True, "nic", 1002.0, 1)
+
+
+@pytest.mark.parametrize("pps,expected", [(1_000, "none"), (999, "softnet_pressure")])
+def test_a_nic_at_the_packet_floor_explains_the_squeezes_on_its_cpu(pps, expected):
+    h = Host(promiscuous=False)
+    h.tick()
+    assert h.tick(pps=pps, irqs=100, squeeze=(500, 0)).host_evidence == expected
+
+
+def test_ksoftirqd_share_is_the_mean_over_the_nics_cpus():
+    h = Host(both_cpus=True)
+    h.tick()
+    v = h.tick(pps=500_000, irqs=500, ksoftirqd=(0.5, 0.1)).nics["eth0"]  # 500 IRQs on each CPU: 500 packets per IRQ
+    assert (v.rates.cpus, v.rates.packets_per_irq) == ((0, 1), 500.0)
+    assert (v.ksoftirqd_share, v.evidence) == (pytest.approx(0.3), "ksoftirqd")
+    assert h.tick(pps=500_000, irqs=500).nics["eth0"].ksoftirqd_share == 0.0
+
+
+def test_a_nic_whose_vector_never_fired_has_no_serving_cpu_and_no_ksoftirqd_share():
+    h = Host()
+    h.irqs = -1  # /proc/interrupts shows 0 on every CPU for vector 38
+    h.tick()
+    v = h.tick(pps=50_000, ksoftirqd=(0.9, 0.9)).nics["eth0"]
+    assert (v.rates.cpus, v.ksoftirqd_share, v.evidence) == ((), 0.0, "packets_per_interrupt")
 
 
 # --- unknown is not no ---
@@ -540,3 +634,25 @@ def test_without_nic_rates_a_squeeze_cannot_be_placed_but_a_drop_can():
     h.run(2)
     v = h.run(3, failed=("netdev",), drops=(0, 5))[-1]
     assert v.host_known and v.host.heavy and v.host.reason == "softnet_pressure"
+
+
+def test_without_nic_rates_squeezes_hold_the_pressure_even_with_no_nic_exposed():
+    h = Host(promiscuous=False)
+    h.run(2)
+    v = h.run(3, failed=("interrupts",), squeeze=(0, 500))[-1]
+    assert (v.host_known, v.host_missing, v.host.heavy) == (False, ("interrupts",), False)
+    assert (v.pressure.heavy, v.pressure.streak) == (False, 0)
+
+
+def test_a_collector_enabled_since_the_previous_sample_gives_no_rate_yet():
+    h = Host()
+    h.tick(disabled=("kthreads",))
+    v = h.tick(pps=500_000, irqs=1_000).nics["eth0"]  # above the boundary, no squeeze: only ksoftirqd could say
+    assert (v.evidence, v.missing) == ("unknown", ("kthreads",))
+
+
+def test_without_nic_rates_and_no_squeeze_anywhere_the_host_is_known_calm():
+    h = Host(promiscuous=False)
+    h.run(2)
+    v = h.tick(failed=("interrupts",))
+    assert (v.host_known, v.host_evidence, v.nics["eth0"].known) == (True, "none", False)

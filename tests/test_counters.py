@@ -7,8 +7,9 @@ from lxcwatch.counters import EMPTY, advance, delta32
 
 @pytest.mark.parametrize(
     "old,new,expected",
-    [(5, 9, 4), (0xFFFFFFF0, 0x10, 0x20), (0xFFFFFFFF, 0, 1), (7, 7, 0), (1_000_000, 500, 500)],
-    ids=["plain", "wrap", "wrap-to-zero", "still", "reset"],
+    [(5, 9, 4), (0xFFFFFFF0, 0x10, 0x20), (0xFFFFFFFF, 0, 1), (7, 7, 0), (1_000_000, 500, 500),
+     (1, 0x80000000, 0x7FFFFFFF), (1, 0x80000001, 0x80000001)],
+    ids=["plain", "wrap", "wrap-to-zero", "still", "reset", "just-below-2^31", "2^31-is-a-reset"],
 )
 def test_delta32(old, new, expected):
     assert delta32(old, new) == expected

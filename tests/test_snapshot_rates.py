@@ -3,9 +3,10 @@
 import pytest
 
 from lxcwatch.irq_vectors import NicIrq
+from lxcwatch.kthreads import KernelThread
 from lxcwatch.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.net_dev import NetDevCounters
-from lxcwatch.rates import cpu_rates, nic_rates
+from lxcwatch.rates import cpu_rates, ksoftirqd_shares, nic_rates
 from lxcwatch.snapshot import CollectorResult, Interrupts, Softirqs, build
 from lxcwatch.softnet_stat import SoftnetRow
 
@@ -103,7 +104,7 @@ def two_queues(t, counts, rx):
             "netdev": {"eth0": netdev(rx)}}
 
 
-@pytest.mark.parametrize("after,queues", [((20, 5), 1), ((20, 15), 2), ((10, 9), 1)])
+@pytest.mark.parametrize("after,queues", [((20, 5), 1), ((20, 15), 2), ((10, 9), 1), ((20, 6), 2)])
 def test_queues_are_the_receiving_vectors_that_fired(after, queues):
     a = snap(None, 0, two_queues(0, (10, 5), 0))
     b = snap(a, 1, two_queues(1, after, 1000))
@@ -121,12 +122,13 @@ def polls(t, reading):
 
 @pytest.mark.parametrize("before,after,expected", [
     ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(300, 200)}, (100.0, 75.0)),  # over 2 s
+    ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(300, 50)}, (100.0, 0.0)),  # no poll used its whole budget
     ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(100, 50)}, None),  # not polled in the interval
     ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(90, 60)}, None),  # the counting restarted
     ({"eth0": NapiPolls(100, 50)}, {"eth0": NapiPolls(300, 40)}, None),  # full polls went back: restarted
     ({"eth1": NapiPolls(100, 50)}, {"eth0": NapiPolls(300, 200)}, None),  # the device is new to the counts
     ({"eth0": NapiPolls(100, 50)}, {}, None),  # or gone from them
-], ids=["rates", "idle", "restart", "full-restart", "new", "gone"])
+], ids=["rates", "no-full", "idle", "restart", "full-restart", "new", "gone"])
 def test_poll_rates_only_over_a_clean_interval(before, after, expected):
     a = snap(None, 0, polls(0, NapiPollReading(before)))
     b = snap(a, 2, polls(2, NapiPollReading(after)))
@@ -138,3 +140,55 @@ def test_no_poll_rates_when_one_sample_had_no_reading():
     a = snap(None, 0, two_queues(0, (10, 5), 0))
     b = snap(a, 1, polls(1, NapiPollReading({"eth0": NapiPolls(300, 200)})))
     assert nic_rates(a, b)["eth0"].polls is None
+
+
+KSOFTIRQD = (KernelThread(10, "ksoftirqd/0", 0, None), KernelThread(18, "ksoftirqd/1", 1, None))
+
+
+def test_no_rates_over_an_interval_of_no_time():
+    a = snap(None, 0, {**reading(0, 100, (1000, 0), 50_000, 900), "kthreads": dict(zip(KSOFTIRQD, (0, 0)))})
+    b = snap(a, 0, {**reading(0, 300, (1100, 0), 90_000, 1500), "kthreads": dict(zip(KSOFTIRQD, (50, 0)))})
+    assert (nic_rates(a, b), cpu_rates(a, b), ksoftirqd_shares(a, b)) == ({}, {}, {})
+
+
+def cpus_reading(cpus, ticks, net_tx, ksoftirqd):
+    """Softnet rows for `cpus` (100 processed each), /proc/stat softirq ticks and NET_TX counts per CPU, ksoftirqd ticks."""
+    return {
+        "softnet": tuple(softnet(c, 100) for c in cpus),
+        "softirqs": Softirqs({"NET_RX": {c: 0 for c in net_tx}, "NET_TX": net_tx}, ticks),
+        "kthreads": dict(zip(KSOFTIRQD, ksoftirqd)),
+    }
+
+
+def test_cpu_rates_of_cpus_that_came_online_or_went_missing():
+    """Over 2 s, CPUs 0 and 1 before; CPUs 0 to 3 after, /proc/stat listing CPU 2 only after and CPU 1 and 3 not at
+    all after. A CPU without a reading at either end has nothing to rate: 0."""
+    a = snap(None, 0, cpus_reading((0, 1), {0: 10, 1: 40}, {0: 1, 1: 1}, (0, 20)))
+    b = snap(a, 2, cpus_reading((0, 1, 2, 3), {0: 60, 2: 30}, {0: 101, 1: 1, 2: 50, 3: 9}, (100, 40)))
+    r = cpu_rates(a, b)
+    assert sorted(r) == [0, 1, 2, 3]
+    assert (r[0].processed, r[0].net_tx, r[0].softirq_share, r[0].ksoftirqd_share) == (0, 50, 0.25, 0.5)  # 50 ticks, 100
+    assert (r[1].processed, r[1].net_tx, r[1].softirq_share, r[1].ksoftirqd_share) == (0, 0, 0, 0.1)  # 20 ksoftirqd ticks
+    for cpu in (2, 3):  # new: no rate yet, and no ksoftirqd thread listed
+        assert (r[cpu].processed, r[cpu].net_tx, r[cpu].softirq_share, r[cpu].ksoftirqd_share) == (0, 0, 0, 0.0)
+
+
+def test_ksoftirqd_share_is_ticks_over_the_interval():
+    a = snap(None, 0, {"kthreads": dict(zip(KSOFTIRQD, (0, 20)))})
+    b = snap(a, 2, {"kthreads": dict(zip(KSOFTIRQD, (100, 40)))})
+    assert ksoftirqd_shares(a, b) == {0: 0.5, 1: 0.1}  # 100 and 20 USER_HZ ticks of 2 s
+
+
+def test_a_cpu_and_a_vector_new_in_the_interval_add_nothing():
+    """CPU 1 comes online without handling vector 38; eth0 gains vector 39: neither moved over the interval."""
+    irqs = (NicIrq("eth0", "38", "rx", "eth0-rx-0"), NicIrq("eth0", "39", "rx", "eth0-rx-1"))
+    a = snap(None, 0, {"interrupts": Interrupts((0,), irqs[:1], {"38": (10,)}), "netdev": {"eth0": netdev(0)}})
+    b = snap(a, 1, {"interrupts": Interrupts((0, 1), irqs, {"38": (15, 0), "39": (4, 0)}), "netdev": {"eth0": netdev(100)}})
+    r = nic_rates(a, b)["eth0"]
+    assert (r.irqs, r.cpus, r.queues) == (5, (0,), 1)
+
+
+def test_no_packets_without_the_devices_counters_at_both_ends():
+    a = snap(None, 0, {**two_queues(0, (10, 5), 0), "netdev": {}})
+    b = snap(a, 1, two_queues(1, (20, 5), 1000))
+    assert nic_rates(a, b)["eth0"].packets == 0
