@@ -200,3 +200,26 @@ PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH = 0x4206, 0x4207, 17
 # futex, and restart_syscall (an interrupted futex wait with a timeout resumes through it): their numbers
 FUTEX = {"x86_64": ("202", "219"), "aarch64": ("98", "128")}
 WALL = 0x40000000  # waitpid's __WALL: wait for a thread that is not our child
+
+
+# Peak RSS of a child is only its own from a parent that is small at fork: the kernel keeps the larger of the
+# pre-exec image's (here pytest's, 100+ MiB late in a run) and the program's (fs/exec.c: setmax_mm_hiwater_rss).
+# So a small Python forks it and reports its time and peak RSS on its last line of output.
+MEASURE = """import os, sys, time
+begin = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.monotonic() - begin, usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(argv: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, float, int]:
+    """`argv` run to its end, with the seconds it took and its peak RSS in KiB."""
+    done = subprocess.run([sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True, timeout=timeout)
+    *out, figures = done.stdout.splitlines()
+    seconds, rss = figures.split()
+    return subprocess.CompletedProcess(done.args, done.returncode, "\n".join(out), done.stderr), float(seconds), int(rss)
+

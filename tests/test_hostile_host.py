@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 from lxcwatch.collectors import COLLECTORS
 
 import netlab
-from agent import Agent, Exposition, free_port, lxcwatch_binary, wait_until
+from agent import Agent, Exposition, free_port, lxcwatch_binary, run_measured, wait_until
 from test_probes import full_listener
 from test_service import NotifySocket
 
@@ -159,19 +158,9 @@ def test_hostile_file_fails_only_its_reader(tmp_path, rel, collector, attack):
 
 def run_to_exit(args: list[str], timeout: float = 10) -> tuple[int, str, float, float]:
     """(exit code, stderr, seconds to exit, peak RSS in MiB) of an agent that must refuse to start."""
-    started = time.monotonic()
-    proc = subprocess.Popen([lxcwatch_binary(), f"--web.listen-address=127.0.0.1:{free_port()}", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    timer = threading.Timer(timeout, proc.kill)  # a hang fails the test below instead of hanging it
-    timer.start()
-    try:
-        stderr = proc.stderr.read()
-        _, status, rusage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stderr.close()
-    return proc.returncode, stderr, time.monotonic() - started, rusage.ru_maxrss / 1024
+    done, seconds, rss = run_measured([lxcwatch_binary(), f"--web.listen-address=127.0.0.1:{free_port()}", *args],
+                                      timeout)  # a hang fails the test instead of hanging it
+    return done.returncode, done.stderr, seconds, rss / 1024
 
 
 def web_config(tmp_path: Path, cert: Path) -> Path:

@@ -5,7 +5,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agent import Agent, lxcwatch_binary, wait_until
+from agent import Agent, lxcwatch_binary, run_measured, wait_until
 from lxcwatch import flight_recorder as fr
 from lxcwatch import postmortem as pm
 from lxcwatch import ring_survey
@@ -37,26 +36,9 @@ def postmortem(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([lxcwatch_binary(), "postmortem", *args], capture_output=True, text=True, timeout=60)
 
 
-# Peak RSS of a child is only its own from a parent that is small at fork: the kernel keeps the larger of the
-# pre-exec image's (here pytest's) and the program's (fs/exec.c: setmax_mm_hiwater_rss). So a small Python forks it.
-MEASURE = """import os, sys, time
-begin = time.monotonic()
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(time.monotonic() - begin, usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def measured(*args: str) -> tuple[subprocess.CompletedProcess, float, int]:
     """`lxcwatch postmortem` with the time it took and its peak RSS in KiB."""
-    done = subprocess.run([sys.executable, "-c", MEASURE, lxcwatch_binary(), "postmortem", *args], capture_output=True,
-                          text=True, timeout=120)
-    *out, figures = done.stdout.splitlines()
-    seconds, rss = figures.split()
-    return subprocess.CompletedProcess(done.args, done.returncode, "\n".join(out), done.stderr), float(seconds), int(rss)
+    return run_measured([lxcwatch_binary(), "postmortem", *args], timeout=120)
 
 
 def report(ring: Path, out: Path, *more: str) -> str:
