@@ -10,12 +10,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lxcwatch import blackbox, classifier, config, http, http_server, logs, metrics
-from lxcwatch.collectors import Sources
+from lxcwatch.blackbox import recorder as blackbox
+from lxcwatch.core import classifier
+from lxcwatch import config, logs
+from lxcwatch.export import web as http, http_server, metrics
+from lxcwatch.sources.host import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sampler import Sampler
 from lxcwatch.service import Notifier
-from lxcwatch.web_config import WebConfig
+from lxcwatch.export.web_config import WebConfig
 
 log = logging.getLogger("lxcwatch")
 

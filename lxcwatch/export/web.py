@@ -1,0 +1,137 @@
+"""What HTTP serves: a landing page at /, the latest snapshot at the telemetry path, 404 elsewhere."""
+
+import errno
+import gzip
+import html
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from prometheus_client.process_collector import ProcessCollector
+
+from lxcwatch.export import exposition, metrics
+from lxcwatch.export.basic_auth import BasicAuth
+from lxcwatch.errors import RuntimeFailure
+from lxcwatch.export.http_server import BACKLOG, Request, Response
+from lxcwatch.export.web_config import WebConfig
+
+# The process collector reads three /proc files (~0.2 ms): at most once per this many seconds, so that concurrent
+# scrapers do not multiply it (Prometheus scrapes every few seconds at most; each then gets values read for it).
+PROCESS_EVERY = 1.0
+
+
+class Exposition:
+    """Renders the latest snapshot once per snapshot and format; every other scrape is a cache hit. The process's
+    own figures (prometheus_client's process collector, at most once a second) and `live` families are rendered at
+    each scrape."""
+
+    def __init__(self, sampler, agent: metrics.Agent):
+        self.sampler = sampler
+        self.agent = agent  # replaced whole by a reload
+        self._cache: dict[str, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
+        self.extra = lambda: []  # more families, rendered with each new snapshot
+        self.live = lambda: []  # more families, rendered at each scrape
+        self._process = ProcessCollector(registry=None)
+        self._process_read: tuple[float, list] = (-PROCESS_EVERY, [])  # (when, families)
+
+    def render(self, accept: str) -> tuple[list[bytes], str]:
+        """The exposition in parts, to be written one after the other, and its content type."""
+        openmetrics, content_type = exposition.negotiate(accept)
+        snap, verdict = self.sampler.current
+        now = exposition.render([metrics.sample_age(snap, time.monotonic()), *self._process_families(), *self.live()],
+                                openmetrics)
+        agent = self.agent
+        with self._lock:
+            cached = self._cache.get(content_type)
+            if not cached or cached[0] != (snap.seq, agent):
+                families = metrics.families(snap, agent, self.sampler.overruns, verdict, self.extra())
+                cached = (snap.seq, agent), exposition.render(families, openmetrics, end=False)
+                self._cache[content_type] = cached
+        return [cached[1], now], content_type
+
+    def _process_families(self) -> list[exposition.Family]:
+        read_at, families = self._process_read
+        if time.monotonic() - read_at >= PROCESS_EVERY:
+            families = exposition.from_client(self._process.collect())
+            self._process_read = time.monotonic(), families
+        return families
+
+
+LANDING = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>lxcwatch</title></head>
+<body><h1>lxcwatch</h1>
+<p>Receive-path monitor for LXC hosts: hard interrupts against NAPI polling, per NIC.</p>
+<p>Version {version}; replica {replica} of group {group}.</p>
+<p><a href="{path}">Metrics</a></p></body></html>
+"""
+
+
+def landing(agent: metrics.Agent, telemetry_path: str) -> bytes:
+    return LANDING.format(version=html.escape(agent.version), replica=html.escape(agent.replica),
+                          group=html.escape(agent.replica_group or "(none)"), path=html.escape(telemetry_path)).encode()
+
+
+def make_app(exposition: Exposition, telemetry_path: str) -> Callable[[Request], Response]:
+    def app(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b"method not allowed\n")
+        if request.path == telemetry_path:
+            body, content_type = exposition.render(request.headers.get("accept", ""))
+            headers = [("Content-Type", content_type)]
+            if "gzip" in request.headers.get("accept-encoding", ""):
+                body = gzip.compress(b"".join(body), compresslevel=1)
+                headers.append(("Content-Encoding", "gzip"))
+            return Response(200, headers, body)
+        if request.path == "/":
+            return Response(200, [("Content-Type", "text/html; charset=utf-8")], landing(exposition.agent, telemetry_path))
+        return Response(404, [("Content-Type", "text/plain")], b"not found\n")
+
+    return app
+
+
+def guard(app: Callable[[Request], Response], web: WebConfig | None) -> Callable[[Request], Response]:
+    """Basic auth (401 for any path) and the configured response headers in front of `app`."""
+    if web is None or not (web.users or web.headers):
+        return app
+    auth = BasicAuth(web.users) if web.users else None
+
+    def guarded(request: Request) -> Response:
+        if auth and not auth.check(request.headers.get("authorization", "")):
+            response = Response(401, [("WWW-Authenticate", 'Basic realm="lxcwatch"'), ("Content-Type", "text/plain")],
+                                b"unauthorized\n")
+        else:
+            response = app(request)
+        response.headers.extend(web.headers)
+        return response
+
+    return guarded
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """"host:port", ":port" (all addresses) or "[v6]:port"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid listen address {address!r}: want host:port or :port")
+    return host.strip("[]"), int(port)
+
+
+def bind(address: str) -> socket.socket:
+    """A listening socket; ":port" listens on IPv6 and IPv4 alike, as node_exporter does."""
+    host, port = parse_address(address)
+    try:
+        if host == "":
+            if socket.has_dualstack_ipv6():
+                try:
+                    return socket.create_server(("::", port), family=socket.AF_INET6, backlog=BACKLOG,
+                                                dualstack_ipv6=True)
+                except OSError as e:
+                    if e.errno not in (socket.EAI_FAMILY, errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                        raise
+            return socket.create_server(("0.0.0.0", port), backlog=BACKLOG)  # IPv6 is unavailable
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=BACKLOG)
+    except OSError as e:
+        raise RuntimeFailure(f"listen tcp {address}: {os.strerror(e.errno) if e.errno else e}") from None
