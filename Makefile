@@ -21,7 +21,7 @@ test: $(STAMP)
 
 # Rewrite the end-to-end golden files after an intended change of the exposition.
 golden: $(STAMP)
-	$(VENV)/bin/pytest tests/test_e2e_golden.py --update-golden
+	$(VENV)/bin/pytest tests/e2e/test_e2e_golden.py --update-golden
 
 bench: $(STAMP)
 	$(PY) bench/bench.py $(ARGS)

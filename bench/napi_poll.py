@@ -1,7 +1,7 @@
 """Cost of the napi_poll collector on the live kernel: per NAPI poll, and per sample on a 128-CPU, 8-NIC host.
 
 Per poll: one UDP sender in a namespace pushes --packets datagrams through a veth whose own NAPI polls them
-(tests/napi_flood.py, not threaded: the poll runs in the sender's syscall, so its cost lands in the sender's
+(tests/support/napi_flood.py, not threaded: the poll runs in the sender's syscall, so its cost lands in the sender's
 CPU time, measured with the children's rusage). Rounds alternate between no counting events, the events of
 the veth alone, and the events of 8 devices (the veth and 7 absent names: every poll runs through all 24
 filters on its CPU). The cost per poll is the difference of the median CPU time per round over the polls
@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the flood lab of the tests: tests/support/napi_flood.py
 from bench import write_docs  # noqa: E402
-from napi_flood import FloodLab, Tracefs  # noqa: E402
+from tests.support.napi_flood import FloodLab, Tracefs  # noqa: E402
 
 from lxcwatch.sources.perf_napi_poll import PerfNapiPolls, online_cpus  # noqa: E402
 

@@ -84,7 +84,7 @@ class _Signals:
 def one_malloc_arena() -> None:
     """glibc gives each thread that allocates its own arena and keeps each arena's high-water mark: with the HTTP
     workers each rendering multi-MB expositions now and then, RSS rose by ~7 MiB per worker over a container churn
-    (tests/test_churn.py). Python's GIL serialises allocation anyway, so one arena costs no contention."""
+    (tests/e2e/test_churn.py). Python's GIL serialises allocation anyway, so one arena costs no contention."""
     try:
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
     except (OSError, AttributeError):  # not glibc

@@ -1,20 +1,26 @@
-"""Shared pytest options (--update-golden rewrites the end-to-end golden files) and the network lab fixture."""
-
-import sys
-from pathlib import Path
+"""Shared pytest options (--update-golden rewrites the end-to-end golden files), the tier markers and the network
+lab fixture."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # test helpers (agent, netlab) import as top-level modules
-sys.path.insert(0, str(Path(__file__).parent.parent / "grafana"))  # and grafana/queries.py as `queries`
+from tests.support import netlab
+from tests.support.paths import TESTS
+
+TIERS = ("unit", "e2e", "live", "lab", "deploy")
 
 
-import netlab  # noqa: E402  (needs the path above)
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    """Every test carries the marker of its tier's directory (tests/live/... is `live`), so `-m` selects tiers."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        assert tier in TIERS, f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/"
+        item.add_marker(tier)
 
 
 @pytest.fixture
 def lab():
-    """A bridge/veth/namespace lab (tests/netlab.py), removed afterwards even when the test fails."""
+    """A bridge/veth/namespace lab (tests/support/netlab.py), removed afterwards even when the test fails."""
     reason = netlab.unavailable()
     if reason:
         pytest.skip(reason)

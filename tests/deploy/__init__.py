@@ -1,0 +1,1 @@
+"""Deployment: the systemd unit, the Ansible role, systemd hosts in LXC."""

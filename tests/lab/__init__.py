@@ -1,0 +1,1 @@
+"""Debian's real Prometheus, Alertmanager and promtool/amtool against the shipped rules and the agent."""

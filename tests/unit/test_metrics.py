@@ -1,0 +1,137 @@
+"""Rendering a snapshot into the exposition: names, labels, values, and isolation of failures."""
+
+import re
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
+
+from lxcwatch.export import exposition, metrics
+from lxcwatch.sources.ethtool import Driver
+from lxcwatch.sources.sysfs_links import Link
+from lxcwatch.sources.napi_tuning import Napi, NapiTuning
+from lxcwatch.core.snapshot import CollectorResult, build
+from tests.unit.test_snapshot_rates import OK, reading
+
+AGENT = metrics.Agent("9.9.9", "pair-1", "host-a")
+
+
+def expose(snapshot, overruns=0) -> str:
+    return exposition.render(metrics.families(snapshot, AGENT, overruns), openmetrics=False).decode()
+
+
+def sample(extra=None, results=None):
+    readings = reading(0, 123, (40, 2), 5000, 77)
+    readings.update(extra or {})
+    results = results or {name: OK for name in readings}
+    return build(None, 3, 1700000000.5, 10.0, readings, results)
+
+
+def test_core_families_and_values():
+    text = expose(sample())
+    for line in [
+        'lxcwatch_softnet_processed_total{cpu="0"} 123',
+        'lxcwatch_softnet_times_squeezed_total{cpu="0"} 0',
+        'lxcwatch_softnet_backlog_packets{cpu="1"} 0',
+        'lxcwatch_softirqs_total{cpu="0",vector="NET_RX"} 77',
+        'lxcwatch_nic_interrupts_total{device="eth0",irq="38",vector="rx"} 42',
+        'lxcwatch_nic_interrupts_total{device="eth0",irq="37",vector="control"} 1',
+        'lxcwatch_link_receive_packets_total{device="eth0"} 5000',
+        'lxcwatch_build_info{version="9.9.9"} 1',
+        'lxcwatch_replica_info{replica_group="pair-1",replica="host-a"} 1',
+        'lxcwatch_scrape_collector_success{collector="softnet"} 1',
+        "lxcwatch_last_sample_timestamp_seconds 1700000000.5",
+        "lxcwatch_samples_total 3",
+    ]:
+        assert line in text.splitlines(), line
+
+
+
+def test_a_host_in_no_replica_group_exports_no_membership():
+    ungrouped = metrics.Agent("9.9.9", "", "host-a")
+    text = exposition.render(metrics.families(sample(), ungrouped), openmetrics=False).decode()
+    assert "lxcwatch_replica_info" not in text
+    assert 'lxcwatch_build_info{version="9.9.9"} 1' in text.splitlines()
+
+
+def test_links_and_napi():
+    bridge = Link("br0", 5, "bridge", "", "up", 0x1003, 0, Driver("bridge", "2.3", "N/A", "N/A"))
+    port = Link("eth0", 2, "physical", "br0", "up", 0x1103, 1, Driver("tg3", "3.119", "5719-v1.38", "0000:02:00.0"))
+    napi = Napi({"eth0": NapiTuning(True, 2, 200000)}, {"netdev_budget": 300, "netdev_budget_usecs": 2000})
+    text = expose(sample({"links": {"br0": bridge, "eth0": port}, "napi": napi})).splitlines()
+    assert 'lxcwatch_link_promiscuous{device="eth0"} 1' in text
+    assert 'lxcwatch_link_promiscuous{device="br0"} 0' in text
+    assert 'lxcwatch_link_promiscuity{device="eth0"} 1' in text
+    assert 'lxcwatch_bridge_ports{bridge="br0"} 1' in text
+    assert ('lxcwatch_link_info{device="eth0",kind="physical",master="br0",operstate="up",driver="tg3",'
+            'driver_version="3.119",firmware_version="5719-v1.38",bus_info="0000:02:00.0"} 1') in text
+    assert 'lxcwatch_link_napi_threaded{device="eth0"} 1' in text
+    assert 'lxcwatch_link_gro_flush_timeout_seconds{device="eth0"} 0.0002' in text
+    assert "lxcwatch_net_core_netdev_budget_packets 300" in text
+    assert "lxcwatch_net_core_netdev_budget_seconds 0.002" in text
+
+
+def test_promiscuity_count_is_absent_when_unknown():
+    tree_link = Link("veth1", 9, "veth", "", "up", 0x1103, None)
+    text = expose(sample({"links": {"veth1": tree_link}}))
+    assert "lxcwatch_link_promiscuity{" not in text
+    assert 'lxcwatch_link_promiscuous{device="veth1"} 1' in text
+
+
+def test_failed_collector_reports_zero_and_the_rest_is_served():
+    readings = reading(0, 1, (0, 0), 9, 0)
+    del readings["softnet"]
+    results = {name: OK for name in readings} | {"softnet": CollectorResult(False, 0.002, "boom")}
+    text = expose(build(None, 1, 1.0, 1.0, readings, results))
+    assert 'lxcwatch_scrape_collector_success{collector="softnet"} 0' in text
+    assert "lxcwatch_softnet_processed_total" not in text
+    assert 'lxcwatch_link_receive_packets_total{device="eth0"} 9' in text
+
+
+def test_a_renderer_bug_fails_only_its_collector(monkeypatch):
+    def broken(_):
+        raise RuntimeError("bug")
+        yield
+
+    monkeypatch.setitem(metrics.RENDERERS, "netdev", broken)
+    text = expose(sample())
+    assert 'lxcwatch_scrape_collector_success{collector="netdev"} 0' in text
+    assert 'lxcwatch_softnet_processed_total{cpu="0"} 123' in text
+
+
+def test_both_formats_parse_with_the_reference_parsers():
+    families = metrics.families(sample(), AGENT)
+    plain = {f.name: f for f in text_string_to_metric_families(exposition.render(families, False).decode())}
+    om = {f.name: f for f in openmetrics_families(exposition.render(families, True).decode())}
+    for parsed in (plain, om):
+        processed = parsed["lxcwatch_softnet_processed"]
+        assert processed.type == "counter"
+        assert [(s.labels, s.value) for s in processed.samples if s.name.endswith("_total")] == [
+            ({"cpu": "0"}, 123), ({"cpu": "1"}, 7)]
+
+
+def test_label_values_are_escaped():
+    family = exposition.Family("x", "gauge", "h", ("device",))
+    family.add(['we"ird\\name\n'], 1)
+    # the label value is we"ird\\name<newline>: a kernel backslash is spelt \\ (reversible), then escaped
+    assert exposition.render([family], False).decode().splitlines()[-1] == 'x{device="we\\"ird\\\\\\\\name\\n"} 1'
+
+
+@pytest.mark.parametrize("raw, label", [
+    (b"eth0", "eth0"),
+    ("v\u00e90".encode(), "v\u00e90"),  # valid UTF-8 (Linux allows it in a name) is kept byte for byte
+    (b"v\xe90", "v\\xe90"),  # a byte that is not UTF-8: \xNN
+    (b"a\\xe9", "a\\\\xe9"),  # the literal text a\xe9 differs from the byte: its backslash is doubled
+])
+def test_label_spelling_of_kernel_bytes_is_reversible(raw, label):
+    name = raw.decode("utf-8", "surrogateescape")  # how fsroot, os.listdir and netlink decode kernel bytes
+    assert exposition.label_value(name) == label
+    unspelt = re.sub(rb"\\(\\|x([0-9a-f]{2}))", lambda m: bytes.fromhex(m[2].decode()) if m[2] else b"\\", label.encode())
+    assert unspelt == raw
+
+
+def test_openmetrics_encoding_ends_with_eof():
+    om = exposition.render(metrics.families(sample(), AGENT), openmetrics=True).decode()
+    assert om.endswith("# EOF\n")
+    assert "# TYPE lxcwatch_softnet_processed counter" in om.splitlines()
+    assert 'lxcwatch_softnet_processed_total{cpu="0"} 123' in om.splitlines()
