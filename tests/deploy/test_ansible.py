@@ -20,10 +20,10 @@ import yaml
 
 import lxcwatch
 from tests.support import systemd_hosts
+from tests.support.paths import REPO as ROOT
 from lxcwatch import cli, config, daemon
 from lxcwatch.sources import probes
 
-from tests.support.paths import REPO as ROOT
 ANSIBLE = ROOT / "deploy" / "ansible"
 ROLE = ANSIBLE / "roles" / "lxcwatch"
 INVENTORY = ANSIBLE / "inventory.example.yml"

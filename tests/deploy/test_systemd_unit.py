@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.support.paths import REPO
 
 UNIT = REPO / "packaging" / "systemd" / "lxcwatch.service"

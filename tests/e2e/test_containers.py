@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent import Agent
+from tests.support.paths import HOSTS
 
 from lxcwatch.core import containers
 from lxcwatch.sources.cgroup_fs import CgroupUsage
@@ -15,8 +16,6 @@ from lxcwatch.sources.host import Sources
 from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
 from lxcwatch.sampler import Sampler
 from lxcwatch.core.snapshot import CollectorResult, build
-
-from tests.support.paths import HOSTS
 
 # ---------------------------------------------------------------- states: a pure function of readings
 

@@ -8,12 +8,12 @@ import pytest
 
 from tests.support import detection
 from tests.support import tracegen
+from tests.support.paths import CORPUS
 from lxcwatch.traces import capture, tree as trace
 from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.export import metrics
 from lxcwatch.core.classifier import Thresholds
 
-from tests.support.paths import CORPUS
 PATHS = detection.corpus(str(CORPUS))  # recorded traces in subdirectories count too
 GENERATED = sorted(str(p) for p in CORPUS.glob("*.trace.gz"))
 # The targets of issue 11 and docs/detection.md, as numbers: not read from the code under test.

@@ -4,13 +4,12 @@ import difflib
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.support.agent import Agent
-
 from tests.support.paths import CORPUS, DOCS, GOLDEN, HOSTS
+
 TREES = ["tg3-pair", "mlx5-256", "arm64-igb", "virtio-live", "lxc-hybrid", "lxc-v2"]
 # Values that differ from run to run; their series must still be there.
 VOLATILE = re.compile(r"^(lxcwatch_scrape_collector_duration_seconds\{.*\}|lxcwatch_last_sample_timestamp_seconds|lxcwatch_last_sample_age_seconds|lxcwatch_config_last_reload_success_timestamp_seconds|"

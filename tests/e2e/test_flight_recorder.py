@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent import Agent
+from tests.support.paths import HOSTS
 from lxcwatch.blackbox import flight_recorder as fr
 from lxcwatch.core.classifier import Verdict
 from lxcwatch.core.snapshot import Snapshot
 
-from tests.support.paths import HOSTS
 BOOT_A, BOOT_B, BOOT_C = (str(uuid.uuid4()) for _ in range(3))
 RUN = fr.Run(BOOT_A, 1764000000.0, 4242, 1.0, fr.CLEAN)
 

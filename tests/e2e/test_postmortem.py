@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 
 from tests.support.agent import Agent, lxcwatch_binary, run_measured, wait_until
+from tests.support.paths import CORPUS, HOSTS
 from lxcwatch.blackbox import flight_recorder as fr
 from lxcwatch.blackbox import postmortem as pm
 from lxcwatch.blackbox import ring_survey
 from lxcwatch.core.classifier import Verdict
 from tests.e2e.test_flight_recorder import crash, old_format_record, snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
 
-from tests.support.paths import CORPUS, HOSTS
 # Bounds for reading a ring of at most 1 MiB: the interpreter, zlib and PIL take ~37 MiB; a ring adds ~2.4x its size
 # (docs/postmortem.md); the rest is headroom for a loaded machine.
 RSS_LIMIT_KIB = 64 << 10
@@ -365,7 +365,8 @@ def test_the_ring_lock_names_its_holder(tmp_path):
         assert ring_survey.lock_holders(str(path), locks=str(tmp_path / "no-locks")) is None
 
 
-THIS, EARLIER = str(uuid.uuid4()), str(uuid.uuid4())
+# Fixed ids: parameters (and so test ids) must be the same in every pytest-xdist worker.
+THIS, EARLIER = "0c4d1e5b-0000-4000-8000-000000000001", "0c4d1e5b-0000-4000-8000-000000000002"
 
 
 @pytest.mark.parametrize("boot,kinds,newest,current,holders,expected", [

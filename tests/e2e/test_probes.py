@@ -6,18 +6,16 @@ import logging
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.support.agent import lxcwatch_binary, wait_until
+from tests.support.paths import HOSTS
 
 from lxcwatch.sources import probes
 from lxcwatch.sources.host import Sources
 from lxcwatch.errors import UsageError
 from lxcwatch.sources.probes import Attempts, ProbeFile, ProbeRunner, ProbeSpec
-
-from tests.support.paths import HOSTS
 
 V2 = HOSTS / "lxc-v2"
 

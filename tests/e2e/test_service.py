@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent import Agent, Exposition, free_port, frozen_thread, lxcwatch_binary
+from tests.support.paths import CORPUS, HOSTS
 from lxcwatch.core import classifier
 from lxcwatch import config, logs, service
 from lxcwatch.errors import UsageError
 from lxcwatch.core.snapshot import CollectorResult, Snapshot
-
-from tests.support.paths import CORPUS, HOSTS
 
 
 def tree_args(root: Path, lxc: Path) -> list[str]:

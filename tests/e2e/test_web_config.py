@@ -17,8 +17,8 @@ import bcrypt
 import pytest
 from tests.support.agent import Agent, free_port, lxcwatch_binary
 from tests.support.lab import PROMETHEUS, Process, get_json, wait_until
-
 from tests.support.paths import HOSTS
+
 PASSWORD = "s3cret scrape"
 REALM = 'WWW-Authenticate: Basic realm="lxcwatch"'
 

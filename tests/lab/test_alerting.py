@@ -7,12 +7,12 @@ import re
 import shutil
 import subprocess
 import urllib.request
-from pathlib import Path
 
-from tests.support import lab
 import pytest
 
+from tests.support import lab
 from tests.support.paths import REPO as ROOT
+
 PROM = ROOT / "deploy" / "prometheus"
 RULES = PROM / "lxcwatch.rules.yml"
 RULE_TESTS = sorted(PROM.glob("*.test.yml"))

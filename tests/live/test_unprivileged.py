@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.agent import Agent
-
 from tests.support.paths import REPO as ROOT
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--init-groups"]
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from tests.support import agent
 from tests.support import tracegen
 from tests.support.agent import Agent, free_port, lxcwatch_binary, stop_process
-
 from tests.support.paths import HOSTS, REPO as ROOT
+
 RULES = ROOT / "deploy" / "prometheus" / "lxcwatch.rules.yml"
 AM_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_TEMPLATE = ROOT / "deploy" / "ansible" / "roles" / "lxcwatch" / "tasks" / "monitoring.yml"  # job, new file

@@ -23,8 +23,8 @@ from pathlib import Path
 from tests.support import lxcenv
 from tests.support import netlab
 from tests.support.agent import Exposition, wait_until
-
 from tests.support.paths import REPO
+
 PLAYBOOKS = REPO / "deploy" / "ansible"  # lxcwatch.yml and monitoring.yml, copied to the controller directory
 CACHE = Path("/var/cache/lxcwatch-tests")
 SUITE, VARIANT, MIRROR = "bookworm", "minbase", "http://deb.debian.org/debian"

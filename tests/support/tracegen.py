@@ -68,7 +68,6 @@ from lxcwatch.traces import capture, tree as trace
 from lxcwatch.kernel import napi_poll
 from lxcwatch.kernel.ethtool_coalesce import Coalesce, format_values
 from lxcwatch.kernel.ethtool_coalesce import SOURCE as COALESCE_FILE
-
 from tests.support.paths import HOSTS
 
 FIXTURE = HOSTS / "tg3-pair"

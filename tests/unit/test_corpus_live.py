@@ -3,13 +3,11 @@ tracepoint's counts are in them, full polls only while the flood ran, and the co
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from lxcwatch.kernel import ethtool_coalesce, napi_poll
 from lxcwatch.traces import tree as trace
-
 from tests.support import paths
 
 CORPUS = paths.CORPUS / "live"

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.support.paths import REPO as ROOT
+
 GRAFANA = ROOT / "grafana"
 
 from grafana import queries

@@ -22,8 +22,8 @@ from lxcwatch.traces import tree as trace
 from lxcwatch.sources.host import COLLECTORS, Sources
 from lxcwatch.errors import ParseError
 from lxcwatch.sampler import Sampler
-
 from tests.support.paths import HOSTS
+
 MB = 1 << 20
 
 # ---------------------------------------------------------------- hostile text
@@ -451,10 +451,11 @@ def test_trace_decode_returns_a_record_or_raises_value_error(line):
     assert isinstance(record, trace.Record)
 
 
-@pytest.mark.parametrize("content", [b"", b"not gzip", gzip.compress(b"[" * 100_000),
-                                     gzip.compress(b'{"format": "lxcwatch-trace", "version": 1}\n' + b"[" * 100_000),
-                                     gzip.compress(b'{"format": "lxcwatch-trace", "version": 1}\n{"t": 1')[:-9],
-                                     gzip.compress(b"\x00" * MB)])
+# mtime=0: the same bytes, so the same test ids, in every pytest-xdist worker
+@pytest.mark.parametrize("content", [b"", b"not gzip", gzip.compress(b"[" * 100_000, mtime=0),
+                                     gzip.compress(b'{"format": "lxcwatch-trace", "version": 1}\n' + b"[" * 100_000, mtime=0),
+                                     gzip.compress(b'{"format": "lxcwatch-trace", "version": 1}\n{"t": 1', mtime=0)[:-9],
+                                     gzip.compress(b"\x00" * MB, mtime=0)])
 def test_trace_read_raises_only_trace_error(tmp_path, content):
     path = tmp_path / "t.jsonl.gz"
     path.write_bytes(content)

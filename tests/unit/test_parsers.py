@@ -11,8 +11,8 @@ from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_st
 from lxcwatch.errors import ParseError
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.kernel.softnet_stat import SoftnetRow
-
 from tests.support.paths import HOSTS
+
 HOST_NAMES = ("tg3-pair", "mlx5-256", "arm64-igb", "virtio-live")
 MLX5_ONLINE = tuple(c for c in range(256) if c not in (3, 200))  # CPUs 3 and 200 are offline
 
