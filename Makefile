@@ -1,21 +1,33 @@
-# Two commands for a newcomer: `make run` and `make test` (see README.md).
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
-ARGS   ?=
+# Three commands for a newcomer: `make run`, `make check` (the fast loop) and `make test` (everything; see README.md).
+VENV      := .venv
+PY        := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed
+ARGS      ?=
 
-.PHONY: run test bench bench-containers bench-napi-poll golden mutation clean dist
+.PHONY: run check test bench bench-containers bench-napi-poll golden mutation clean dist
 
-$(STAMP): pyproject.toml scripts/debian-packages
+# What the agent needs to run: the package and its runtime dependencies, no test tools.
+$(RUN_STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+# ... and the test extra: pytest and its plugins, Ansible, the Grafana SDK, psutil for the benches.
+$(STAMP): $(RUN_STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/lxcwatch $(ARGS)
 
+# The fast tiers (tests/unit, tests/e2e) without the slow tests, on every CPU: no root, no live kernel objects.
+check: $(STAMP)
+	$(VENV)/bin/pytest -n auto -m "not slow" tests/unit tests/e2e $(ARGS)
+
+# Every tier: unit, e2e, live (root, the real kernel, LXC), lab (Prometheus, Alertmanager), deploy (systemd hosts).
 test: $(STAMP)
 	$(VENV)/bin/pytest $(ARGS)
 
@@ -53,7 +65,7 @@ VERSION    := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lxcwatch/__init__.
 PLATFORM   := $(shell python3 -c 'import platform, sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}")')
 TAR        := tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --exclude=__pycache__
 
-dist: $(STAMP)
+dist: $(RUN_STAMP)
 	rm -rf $(DIST) build
 	mkdir -p $(DIST)/wheelhouse
 	$(VENV)/bin/pip wheel --quiet --no-deps . -w $(DIST)

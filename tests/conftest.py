@@ -1,9 +1,7 @@
-"""Shared pytest options (--update-golden rewrites the end-to-end golden files), the tier markers and the network
-lab fixture."""
+"""Shared pytest options (--update-golden rewrites the end-to-end golden files) and the tier markers."""
 
 import pytest
 
-from tests.support import netlab
 from tests.support.paths import TESTS
 
 TIERS = ("unit", "e2e", "live", "lab", "deploy")
@@ -16,18 +14,6 @@ def pytest_collection_modifyitems(items):
         tier = item.path.relative_to(TESTS).parts[0]
         assert tier in TIERS, f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/"
         item.add_marker(tier)
-
-
-@pytest.fixture
-def lab():
-    """A bridge/veth/namespace lab (tests/support/netlab.py), removed afterwards even when the test fails."""
-    reason = netlab.unavailable()
-    if reason:
-        pytest.skip(reason)
-    lab = netlab.Lab()
-    yield lab
-    lab.cleanup()
-    assert not netlab.leftovers(lab.suffix), "lab links or namespaces left behind"
 
 
 def pytest_addoption(parser):

@@ -1,11 +1,10 @@
-"""The flight recorder's ring: round trip, wrap-around, torn and corrupted records, a full disk, the real agent on SIGTERM."""
+"""The flight recorder's ring: round trip, wrap-around, torn and corrupted records, the real agent on SIGTERM
+(a full disk: tests/live/test_flight_recorder_live.py)."""
 
 import os
 import random
 import re
 import signal
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -105,43 +104,6 @@ def test_a_record_larger_than_the_ring_is_refused(tmp_path):
 def snapshot(seq: int) -> Snapshot:
     return Snapshot(seq, 1764000000.0 + seq, float(seq), {})
 
-
-@pytest.fixture
-def tiny_tmpfs():
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    directory = tempfile.mkdtemp(prefix="lxcwatch-full-")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", directory], check=True)
-    try:
-        yield Path(directory)
-    finally:
-        subprocess.run(["umount", "--lazy", directory], check=True)  # lazy: a failed test may hold the ring open
-        os.rmdir(directory)
-
-
-def test_disk_full_counts_errors_and_sampling_goes_on(tiny_tmpfs, caplog):
-    filler = tiny_tmpfs / "filler"
-    filler.write_bytes(b"\1" * (40 << 10))
-    # The ring wants 1 MiB on a 64 KiB file system: preallocation fails, then writes do once the disk fills.
-    recorder = fr.Recorder(str(tiny_tmpfs / "flight.ring"), 1 << 20, 60.0, BOOT_A)
-    assert recorder.enabled
-    for seq in range(1, 3001):
-        recorder.sampled(snapshot(seq), Verdict())  # must never raise
-    assert recorder.errors > 0
-    assert recorder.records > 100
-    failures = [r for r in caplog.records if r.getMessage() == "flight recorder write failed"]
-    assert len(failures) == 1  # logged once per change, not once per sample
-    filler.unlink()
-    recorder.sampled(snapshot(3001), Verdict())
-    recorder.stop()
-    records = fr.read(str(tiny_tmpfs / "flight.ring")).records
-    samples = [r.time for r in records if r.kind == fr.SAMPLE]
-    assert samples[:recorder.records - 3] == [1764000000.0 + s for s in range(1, recorder.records - 2)]
-    assert samples[-1] == 1764000000.0 + 3001  # it writes again once there is room
-    assert records[-1].kind == fr.STOP
-    # The ring itself keeps the count: the stop record carries every failure counted before it.
-    assert records[-1].errors == recorder.errors
-    assert records[0].errors == 0
 
 def test_unopenable_ring_disables_the_recorder_without_raising(tmp_path):
     recorder = fr.Recorder(str(tmp_path / "missing" / "flight.ring"), 1 << 16, 5.0, BOOT_A)

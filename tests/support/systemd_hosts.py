@@ -371,7 +371,7 @@ def make_pki(directory: Path, addresses: list[str]) -> Path:
 def build_dist(dest: Path) -> dict[str, Path]:
     """`make dist` into `dest`: {"wheelhouse": tarball, "role": tarball, "checksums": SHA256SUMS}."""
     # -o: the venv running the tests is taken as it is, never rebuilt by the stamp's rule
-    lxcenv.run("make", "-C", str(REPO), "-o", ".venv/.installed", "dist", f"DIST={dest}", timeout=900)
+    lxcenv.run("make", "-C", str(REPO), "-o", ".venv/.installed-run", "dist", f"DIST={dest}", timeout=900)
     (wheelhouse,) = dest.glob("lxcwatch-*-wheelhouse-*.tar.gz")
     (role,) = dest.glob("lxcwatch-role-*.tar.gz")
     return {"wheelhouse": wheelhouse, "role": role, "checksums": dest / "SHA256SUMS"}
