@@ -168,7 +168,7 @@ def test_disabled_collector_and_json_logs(tree):
 
 
 def test_every_listen_address_serves():
-    from agent import free_port
+    from tests.support.agent import free_port
 
     ports = [free_port(), free_port()]
     proc = subprocess.Popen([lxcwatch_binary(), *tree_args("virtio-live"),

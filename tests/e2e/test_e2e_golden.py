@@ -90,7 +90,7 @@ SETTLED = 10  # samples after the host and both NICs turned heavy
 
 
 def heavy_exposition(trace_name: str) -> str:
-    import detection
+    from tests.support import detection
     from lxcwatch.export import exposition, metrics
 
     agent = metrics.Agent("0.1.0", "golden", "fixture")

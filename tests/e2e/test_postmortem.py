@@ -166,7 +166,7 @@ def test_around_an_earlier_time_cuts_the_window(incident, tmp_path):
 
 def test_kernel_events_of_the_run_show_in_summary_and_timeline(incident, tmp_path):
     """The run's boot's kernel messages, from real journal files (systemd-journal-remote), on the timeline."""
-    from test_klog import kernel, make_journal  # the journal-file helper of the klog tests
+    from tests.unit.test_klog import kernel, make_journal  # the journal-file helper of the klog tests
 
     started, _, ring = incident
     boot = fr.boot_id()  # the incident ran in this boot

@@ -60,7 +60,7 @@ def test_regenerating_changes_nothing():
 
 
 def test_check_detects_a_stale_file(tmp_path, monkeypatch):
-    import generate
+    from grafana import generate
     monkeypatch.setattr(generate, "OUT", tmp_path)
     assert generate.main([]) == 0
     assert generate.main(["--check"]) == 0

@@ -379,7 +379,9 @@ def test_monitor_cmdline_never_raises(raw):
 
 # Controller files: the contract is a value or ValueError (a ParseError, or int()'s), which CgroupFs.read turns
 # into a ParseError naming the file.
-CONTROLLER_PARSERS = sorted({parse for files in cgroups.CONTROLLER_FILES.values() for _, _, parse in files}, key=id)
+# Sorted by where they are defined: the same order (so the same test ids) in every pytest-xdist worker.
+CONTROLLER_PARSERS = sorted({parse for files in cgroups.CONTROLLER_FILES.values() for _, _, parse in files},
+                            key=lambda p: (p.__module__, p.__code__.co_firstlineno))
 
 
 @pytest.mark.parametrize("parse", CONTROLLER_PARSERS, ids=lambda p: getattr(p, "__name__", "parser"))
