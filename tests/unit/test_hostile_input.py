@@ -5,7 +5,6 @@ import gzip
 import re
 import shutil
 import signal
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -536,17 +535,32 @@ def cap(rel: str) -> int:
     return {"proc/interrupts": 32 * MB, "proc/net/dev": 16 * MB, "proc/self/mountinfo": 16 * MB}.get(rel, 4 * MB)
 
 
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """One copy of each fixture tree for the whole module: a test damages one file and puts it back."""
+    copies = {}
+
+    def tree(host: str) -> Tree:
+        if host not in copies:
+            copies[host] = Tree(host, tmp_path_factory.mktemp("trees"))
+        return copies[host]
+    return tree
+
+
 @pytest.mark.parametrize(("host", "rel", "collector", "source"), KERNEL_FILES)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_any_content_fails_at_most_its_collector(host, rel, collector, source, data):
+def test_any_content_fails_at_most_its_collector(trees, host, rel, collector, source, data):
     """Generated damage: the collector reading the file succeeds or names the file; the others always succeed."""
-    with tempfile.TemporaryDirectory(prefix="lxwc-") as base:
-        tree = Tree(host, Path(base))
-        original = (tree.root / rel).read_text()
-        text = data.draw(hostile([original]))
-        (tree.root / rel).write_bytes(text.encode("utf-8", "surrogatepass"))
+    tree = trees(host)
+    path = tree.root / rel
+    original = path.read_bytes()
+    text = data.draw(hostile([path.read_text()]))
+    try:
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
         failed = failures(tree.sample())
+    finally:
+        path.write_bytes(original)  # the next example starts from the untouched tree
     assert set(failed) <= {collector}, failed
     if failed:
         assert failed[collector].startswith(f"{source}:"), failed[collector]
