@@ -24,8 +24,10 @@ run: $(RUN_STAMP)
 	$(VENV)/bin/lxcwatch $(ARGS)
 
 # The fast tiers (tests/unit, tests/e2e) without the slow tests, on every CPU: no root, no live kernel objects.
+# --dist loadscope: a module's tests run on one worker, so its module fixtures (the corpus' scores, the replayed
+# incident) are made once, not once per worker.
 check: $(STAMP)
-	$(VENV)/bin/pytest -n auto -m "not slow" tests/unit tests/e2e $(ARGS)
+	$(VENV)/bin/pytest -n auto --dist loadscope -m "not slow" tests/unit tests/e2e $(ARGS)
 
 # Every tier: unit, e2e, live (root, the real kernel, LXC), lab (Prometheus, Alertmanager), deploy (systemd hosts).
 test: $(STAMP)

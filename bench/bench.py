@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic_host  # noqa: E402  (sibling module, also usable on its own)
 
@@ -33,7 +35,6 @@ SCRAPE_HEADERS = {
               "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
     "Accept-Encoding": "gzip",
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT = 120.0
 SCRAPE_TIMEOUT = 60.0
 
@@ -124,17 +125,21 @@ def tail(log: Path, lines: int = 20) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all threads) from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
+    """User + system CPU time of the whole process (all its threads), not of its children."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
-def memory(pid: int, key: str) -> int:
-    """VmRSS / VmHWM from /proc/PID/status, in bytes."""
+def rss(pid: int) -> int:
+    """Resident set size in bytes (VmRSS)."""
+    return psutil.Process(pid).memory_info().rss
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident set size in bytes: VmHWM of /proc/PID/status (psutil has no peak RSS on Linux)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(key + ":"):
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -208,10 +213,10 @@ def measure_lxcwatch(cmd: list[str], tree: Path, args: argparse.Namespace, workd
         result = Result("lxcwatch", version.strip())
         wait_ready(url, proc, log)
         warm_up(url, args.warmup)
-        result.rss_warm = memory(proc.pid, "VmRSS")
+        result.rss_warm = rss(proc.pid)
         lxcwatch_cpu(result, url, proc.pid, args)
         result.latencies = burst(url, args.scrapes)
-        result.rss_end, result.rss_peak = memory(proc.pid, "VmRSS"), memory(proc.pid, "VmHWM")
+        result.rss_end, result.rss_peak = rss(proc.pid), peak_rss(proc.pid)
         describe_exposition(result, url, "lxcwatch_link_info")
         return result
     finally:
@@ -252,13 +257,13 @@ def measure_node_exporter(tree: Path, args: argparse.Namespace, workdir: Path) -
         result = Result("node_exporter", (version.stdout + version.stderr).splitlines()[0].strip())
         wait_ready(url, proc, log)
         warm_up(url, args.warmup)
-        result.rss_warm = memory(proc.pid, "VmRSS")
+        result.rss_warm = rss(proc.pid)
         progress(f"node_exporter: {args.samples} scrapes, one per {args.interval:g} s")
         cpu = cpu_over(proc.pid, lambda: paced_scrapes(url, args.samples, args.interval))
         result.cpu_per_scrape = cpu / args.samples
         progress(f"node_exporter: {result.cpu_per_scrape * 1000:.1f} ms CPU per scrape; now {args.scrapes} scrapes")
         result.latencies = burst(url, args.scrapes)
-        result.rss_end, result.rss_peak = memory(proc.pid, "VmRSS"), memory(proc.pid, "VmHWM")
+        result.rss_end, result.rss_peak = rss(proc.pid), peak_rss(proc.pid)
         describe_exposition(result, url, "node_network_info")
         return result
     finally:
