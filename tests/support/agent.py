@@ -19,6 +19,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 POLL = 0.05  # seconds between two polls of a bounded wait
+BIND_ATTEMPTS = 3
 
 
 def lxcwatch_binary() -> str:
@@ -87,20 +88,25 @@ class Agent:
     def __init__(self, args: list[str], tries: int = 200, env: dict[str, str] | None = None,
                  ssl_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
                  command: list[str] | None = None, cwd: str | None = None):
-        self.port = free_port()
-        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}/metrics"
         self.ssl_context = ssl_context
         self.headers = {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()} if auth else {}
-        self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [*(command or [lxcwatch_binary()]), f"--web.listen-address=127.0.0.1:{self.port}", *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=None if env is None else {**os.environ, **env}, cwd=cwd,
-        )
-        try:
-            self._wait_ready(tries)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(BIND_ATTEMPTS):
+            self.port = free_port()
+            self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}/metrics"
+            self._log = tempfile.TemporaryFile()
+            self.proc = subprocess.Popen(
+                [*(command or [lxcwatch_binary()]), f"--web.listen-address=127.0.0.1:{self.port}", *args],
+                stdout=self._log, stderr=subprocess.STDOUT, env=None if env is None else {**os.environ, **env}, cwd=cwd,
+            )
+            try:
+                self._wait_ready(tries)
+                return
+            except BaseException:
+                self.stop()
+                # Another process (tests run in parallel) took the free port before the agent bound it: a new port.
+                if attempt + 1 < BIND_ATTEMPTS and f"127.0.0.1:{self.port}: Address already in use" in self.output():
+                    continue
+                raise
 
     def _wait_ready(self, tries: int) -> None:
         for _ in range(tries):
