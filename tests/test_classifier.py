@@ -10,12 +10,12 @@ import pytest
 
 from agent import lxcwatch_binary
 from lxcwatch.core.classifier import REASONS, Mode, Thresholds, Verdict, advance, boundary, step
-from lxcwatch.sources.ethtool import Driver
+from lxcwatch.kernel.link import Driver
 from lxcwatch.kernel.ethtool_coalesce import Coalesce
 from lxcwatch.kernel.irq_vectors import NicIrq
-from lxcwatch.sources.kthreads import KernelThread
-from lxcwatch.sources.sysfs_links import Link
-from lxcwatch.sources.napi_tuning import Napi, NapiTuning
+from lxcwatch.kernel.kthread import KernelThread
+from lxcwatch.kernel.link import Link
+from lxcwatch.kernel.napi import Napi, NapiTuning
 from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.core.rates import NicRates

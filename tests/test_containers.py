@@ -10,7 +10,7 @@ import pytest
 from agent import Agent
 
 from lxcwatch.core import containers
-from lxcwatch.sources.cgroup_fs import CgroupUsage
+from lxcwatch.kernel.cgroup import CgroupUsage
 from lxcwatch.sources.host import Sources
 from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
 from lxcwatch.sampler import Sampler

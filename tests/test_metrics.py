@@ -7,9 +7,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from lxcwatch.export import exposition, metrics
-from lxcwatch.sources.ethtool import Driver
-from lxcwatch.sources.sysfs_links import Link
-from lxcwatch.sources.napi_tuning import Napi, NapiTuning
+from lxcwatch.kernel.link import Driver
+from lxcwatch.kernel.link import Link
+from lxcwatch.kernel.napi import Napi, NapiTuning
 from lxcwatch.core.snapshot import CollectorResult, build
 from test_snapshot_rates import OK, reading
 

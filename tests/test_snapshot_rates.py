@@ -3,7 +3,7 @@
 import pytest
 
 from lxcwatch.kernel.irq_vectors import NicIrq
-from lxcwatch.sources.kthreads import KernelThread
+from lxcwatch.kernel.kthread import KernelThread
 from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.core.rates import cpu_rates, ksoftirqd_shares, nic_rates

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from lxcwatch.core import containers as lxc_containers
 from lxcwatch.core.counters import EMPTY, Counter32, advance, advance_rows
 from lxcwatch.kernel.irq_vectors import NicIrq
-from lxcwatch.sources.kthreads import KernelThread
-from lxcwatch.sources.sysfs_links import Link
-from lxcwatch.sources.napi_tuning import Napi
+from lxcwatch.kernel.kthread import KernelThread
+from lxcwatch.kernel.link import Link
+from lxcwatch.kernel.napi import Napi
 from lxcwatch.kernel.napi_poll import NapiPollReading
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.kernel.softnet_stat import SoftnetRow

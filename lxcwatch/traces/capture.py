@@ -5,7 +5,8 @@ import os
 from lxcwatch.sources import host as collectors
 from lxcwatch.kernel import ethtool_coalesce, napi_poll
 from lxcwatch.sources.root import ATTR_CAP, PROC_CAP, PROC_CAPS, Root, read_attr, read_bytes
-from lxcwatch.sources.kthreads import RESCAN_SAMPLES, identify
+from lxcwatch.kernel.kthread import identify
+from lxcwatch.sources.kthreads import RESCAN_SAMPLES
 from lxcwatch.sources.nics import NicDirectory
 from lxcwatch.sources.perf_napi_poll import PerfNapiPolls
 from lxcwatch.traces.tree import Tree
