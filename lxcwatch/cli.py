@@ -11,7 +11,8 @@ from lxcwatch.blackbox import recorder as blackbox
 from lxcwatch.core import classifier
 from lxcwatch.export import web as http, http_server, metrics, status, web_config
 from lxcwatch.sources import probes
-from lxcwatch.sources.host import COLLECTORS, Sources
+from lxcwatch.collectors import ALL as COLLECTORS
+from lxcwatch.sources.host import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sources.lxc_host import DEFAULT_LXC_PATH
 from lxcwatch.sampler import Sampler

@@ -19,7 +19,10 @@ from lxcwatch.kernel.napi import Napi, NapiTuning
 from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.core.rates import NicRates
-from lxcwatch.core.snapshot import CollectorResult, Interrupts, Softirqs, build
+from lxcwatch.collectors import build
+from lxcwatch.collectors.interrupts import Interrupts
+from lxcwatch.collectors.softirqs import Softirqs
+from lxcwatch.core.snapshot import CollectorResult
 from lxcwatch.kernel.softnet_stat import SoftnetRow
 
 DEFAULTS = Thresholds()  # the agent's defaults; each value is pinned in test_defaults_are_the_documented_numbers

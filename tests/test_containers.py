@@ -14,7 +14,8 @@ from lxcwatch.kernel.cgroup import CgroupUsage
 from lxcwatch.sources.host import Sources
 from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
 from lxcwatch.sampler import Sampler
-from lxcwatch.core.snapshot import CollectorResult, build
+from lxcwatch.collectors import build
+from lxcwatch.core.snapshot import CollectorResult
 
 HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"
 

@@ -15,6 +15,7 @@ import pytest
 from agent import Agent
 from lxcwatch.blackbox import flight_recorder as fr
 from lxcwatch.core.classifier import Verdict
+from lxcwatch.collectors import build
 from lxcwatch.core.snapshot import Snapshot
 
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
@@ -105,7 +106,7 @@ def test_a_record_larger_than_the_ring_is_refused(tmp_path):
 
 
 def snapshot(seq: int) -> Snapshot:
-    return Snapshot(seq, 1764000000.0 + seq, float(seq), {})
+    return build(None, seq, 1764000000.0 + seq, float(seq), {}, {})
 
 
 @pytest.fixture
@@ -281,7 +282,8 @@ def busy(tree: Path, rng: random.Random) -> None:
 def test_the_default_ring_holds_30_minutes_of_a_busy_128_cpu_host(tmp_path):
     """One record per 1 s sample for the last 30 minutes, whatever the uptime (every record names its run, so wraps
     lose only old samples): the bench's synthetic 128-CPU, 8-NIC host, every counter moving, 100 containers."""
-    from lxcwatch.sources.host import COLLECTORS, Sources
+    from lxcwatch.collectors import ALL as COLLECTORS
+    from lxcwatch.sources.host import Sources
     from lxcwatch.sampler import Sampler
 
     sys.path.insert(0, str(BENCH))

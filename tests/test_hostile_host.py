@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lxcwatch.sources.host import COLLECTORS
+from lxcwatch.collectors import ALL as COLLECTORS
 
 import netlab
 from agent import Agent, Exposition, free_port, lxcwatch_binary, run_measured, wait_until

@@ -1,5 +1,6 @@
 """Rendering a snapshot into the exposition: names, labels, values, and isolation of failures."""
 
+import dataclasses
 import re
 
 import pytest
@@ -7,10 +8,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from lxcwatch.export import exposition, metrics
-from lxcwatch.kernel.link import Driver
-from lxcwatch.kernel.link import Link
+from lxcwatch.kernel.link import Driver, Link
 from lxcwatch.kernel.napi import Napi, NapiTuning
-from lxcwatch.core.snapshot import CollectorResult, build
+from lxcwatch import collectors
+from lxcwatch.collectors import build
+from lxcwatch.core.snapshot import CollectorResult
 from test_snapshot_rates import OK, reading
 
 AGENT = metrics.Agent("9.9.9", "pair-1", "host-a")
@@ -93,7 +95,7 @@ def test_a_renderer_bug_fails_only_its_collector(monkeypatch):
         raise RuntimeError("bug")
         yield
 
-    monkeypatch.setitem(metrics.RENDERERS, "netdev", broken)
+    monkeypatch.setitem(collectors.ALL, "netdev", dataclasses.replace(collectors.ALL["netdev"], render=broken))
     text = expose(sample())
     assert 'lxcwatch_scrape_collector_success{collector="netdev"} 0' in text
     assert 'lxcwatch_softnet_processed_total{cpu="0"} 123' in text

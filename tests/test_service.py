@@ -17,6 +17,7 @@ from agent import Agent, Exposition, free_port, frozen_thread, lxcwatch_binary
 from lxcwatch.core import classifier
 from lxcwatch import config, logs, service
 from lxcwatch.errors import UsageError
+from lxcwatch.collectors import build
 from lxcwatch.core.snapshot import CollectorResult, Snapshot
 
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
@@ -297,7 +298,7 @@ def test_bad_args_file(tmp_path, text, message):
 def snapshot(failing: tuple[str, ...] = ()) -> Snapshot:
     results = {name: CollectorResult(name not in failing, 0.001, "boom" if name in failing else "")
                for name in ("softnet", "interrupts")}
-    return Snapshot(1, 0.0, 0.0, results)
+    return build(None, 1, 0.0, 0.0, {}, results)
 
 
 def nic(device: str, heavy: bool, reason: str) -> classifier.NicVerdict:

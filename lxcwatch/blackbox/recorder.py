@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from lxcwatch import config
 from lxcwatch.blackbox import flight_recorder, klog
 from lxcwatch.errors import UsageError
-from lxcwatch.export.exposition import Family
+from lxcwatch.sources.root import is_live
+from lxcwatch.core.family import Family
 
 log = logging.getLogger("lxcwatch.blackbox")
 
@@ -52,7 +53,7 @@ def add_arguments(p) -> None:
 def options(args) -> Options:
     from lxcwatch.traces.record import size  # "64MiB" like record's --max-size
 
-    live = args.procfs == "/proc"
+    live = is_live(args.sysfs)
     ring = args.recorder_path or (DEFAULT_RING if live else None)
     ring_size = 0 if args.recorder_size.strip() in ("0", "0B") else size(args.recorder_size)
     if ring_size and ring_size < flight_recorder.MIN_SIZE:

@@ -230,3 +230,8 @@ def _exposed(s: Snapshot, device: str) -> bool:
     """A NIC the incident is about: promiscuous (the bridge made it so) or a bridge/bond port."""
     link = s.links.get(device)
     return link is not None and (link.promiscuous or bool(link.master))
+
+
+def mode_name(heavy: bool) -> str:
+    """The one name of each mode, in logs and in `lxcwatch status`."""
+    return "napi_heavy" if heavy else "interrupt"

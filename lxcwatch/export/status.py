@@ -3,14 +3,13 @@
 import json
 from dataclasses import asdict
 
-from lxcwatch.core.classifier import UNKNOWN, Verdict
+from lxcwatch.core.classifier import UNKNOWN, Verdict, mode_name
 from lxcwatch.core.rates import cpu_rates, nic_rates
-from lxcwatch.sampler import mode_name
 from lxcwatch.core.snapshot import Snapshot
 
 
 def _mode(evidence: str) -> str:
-    """This interval's evidence in the agent's words (sampler.mode_name): napi_heavy, interrupt or unknown."""
+    """This interval's evidence in the agent's words (classifier.mode_name): napi_heavy, interrupt or unknown."""
     return UNKNOWN if evidence == UNKNOWN else mode_name(evidence != "none")
 
 

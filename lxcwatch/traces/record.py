@@ -11,7 +11,7 @@ import time
 from lxcwatch import config
 from lxcwatch.traces import tree as trace
 from lxcwatch.traces.capture import Capturer, LiveCounts
-from lxcwatch.sources.host import is_live
+from lxcwatch.sources.root import is_live
 from lxcwatch.errors import RuntimeFailure, UsageError
 
 _SIZE = re.compile(r"(\d+)(B|KB|MB|GB|KiB|MiB|GiB)?")
