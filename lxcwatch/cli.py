@@ -7,7 +7,7 @@ import sys
 import time
 
 from lxcwatch import __version__, config, daemon
-from lxcwatch.blackbox import recorder as blackbox
+from lxcwatch.blackbox import options as blackbox_options
 from lxcwatch.core import classifier
 from lxcwatch.export import web as http, http_server, metrics, status, web_config
 from lxcwatch.sources import probes
@@ -102,7 +102,7 @@ def agent_parser() -> argparse.ArgumentParser:
     _detect_flags(p)
     p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
-    blackbox.add_arguments(p)
+    blackbox_options.add_arguments(p)
     p.add_argument("--version", action="version", version=f"lxcwatch {__version__}")
     return p
 
@@ -146,7 +146,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
         napi_poll_include=config.napi_poll_include(args),
         log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,
-        blackbox=blackbox.options(args),
+        blackbox=blackbox_options.options(args),
         web_config=web_config.load(args.web_config_file) if args.web_config_file else None,
         web_limits=http_server.Limits(args.max_requests, config.duration(args.idle_timeout),
                                       config.duration(args.request_timeout)),
@@ -171,7 +171,7 @@ def run_status(args) -> int:
     return 0
 
 
-TOOLS = {"record": "lxcwatch.traces.record", "replay": "lxcwatch.traces.replay", "postmortem": "lxcwatch.blackbox.postmortem"}
+TOOLS = {"record": "lxcwatch.traces.record", "replay": "lxcwatch.traces.replay", "postmortem": "lxcwatch.blackbox.postmortem_tool"}
 
 
 def tool_parser(name: str, module) -> argparse.ArgumentParser:

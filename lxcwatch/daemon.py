@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lxcwatch.blackbox import metrics as blackbox_metrics
+from lxcwatch.blackbox import options
 from lxcwatch.blackbox import recorder as blackbox
 from lxcwatch.core import classifier
 from lxcwatch import config, logs
@@ -56,7 +58,7 @@ class Settings:
     probes_interval: float
     log_level: str
     log_format: str
-    blackbox: "blackbox.Options" = blackbox.Options()
+    blackbox: options.Options = options.Options()
     web_config: WebConfig | None = None  # --web.config.file, read at start only
     web_limits: http_server.Limits = http_server.Limits()  # --web.max-requests and the timeouts
     flags: dict = field(default_factory=dict, compare=False)  # {dest: parsed value} of every flag
@@ -112,7 +114,7 @@ def run(load: Callable[[], Settings]) -> int:
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
     box.sampled(*sampler.current)
     exposition = http.Exposition(sampler, settings.agent)
-    exposition.extra = box.families
+    exposition.extra = lambda: blackbox_metrics.families(box.state())
     app = http.guard(http.make_app(exposition, settings.telemetry_path), settings.web_config)
     server = http_server.Server(sockets, app, settings.web_config.context if settings.web_config else None,
                                 settings.web_limits)

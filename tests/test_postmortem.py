@@ -14,7 +14,7 @@ from PIL import Image
 
 from agent import Agent, lxcwatch_binary, run_measured, wait_until
 from lxcwatch.blackbox import flight_recorder as fr
-from lxcwatch.blackbox import postmortem as pm
+from lxcwatch.blackbox import timeline
 from lxcwatch.blackbox import ring_survey
 from lxcwatch.core.classifier import Verdict
 from test_flight_recorder import crash, old_format_record, snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
@@ -134,7 +134,7 @@ def test_timeline_png_has_its_panels(incident):
 @pytest.mark.parametrize("value,label", [(8_009_000, "8.01M"), (248_700, "249k"), (2288, "2.29k"), (999, "999"),
                                          (64, "64"), (0.5, "0.5"), (3.2e9, "3.2G")])
 def test_axis_labels_are_short(value, label):
-    assert pm.si(value) == label
+    assert timeline.si(value) == label
 
 
 def test_errors_are_one_line(tmp_path, incident):
