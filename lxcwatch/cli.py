@@ -1,6 +1,7 @@
 """Command line: the agent (default), `status`, `record`, `replay` and `postmortem`, in node_exporter's flag habits."""
 
 import argparse
+import dataclasses
 import importlib
 import socket
 import sys
@@ -25,17 +26,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-DETECT_FLAGS = (  # (flag, Thresholds field, type)
-    ("--detect.min-packets-per-second", "min_packets_per_second", float),
-    ("--detect.full-poll-share", "full_poll_share", float),
-    ("--detect.packets-per-interrupt", "packets_per_interrupt", float),
-    ("--detect.squeezes-per-second", "squeezes_per_second", float),
-    ("--detect.ksoftirqd-share", "ksoftirqd_share", float),
-    ("--detect.host-squeezes-per-second", "host_squeezes_per_second", float),
-    ("--detect.host-drops-per-second", "host_drops_per_second", float),
-    ("--detect.enter-samples", "enter_samples", int),
-    ("--detect.leave-samples", "leave_samples", int),
-)
+# One --detect.* flag per Thresholds field: --detect.full-poll-share sets full_poll_share.
+DETECT_FLAGS = tuple((f"--detect.{f.name.replace('_', '-')}", f.name, type(f.default))
+                     for f in dataclasses.fields(classifier.Thresholds))
 
 
 def _detect_flags(p: argparse.ArgumentParser) -> None:

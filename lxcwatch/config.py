@@ -6,9 +6,10 @@ import shlex
 
 from lxcwatch.core.duration import duration
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.sources.root import CONFIG_CAP, read_bytes
 
-PROCFS_MARKERS = ("stat", "interrupts", "softirqs", os.path.join("net", "dev"), os.path.join("net", "softnet_stat"))
+PROCFS_MARKERS = (proc_stat.SOURCE, interrupts.SOURCE, softirqs.SOURCE, net_dev.SOURCE, softnet_stat.SOURCE)
 
 
 def check_roots(procfs: str, sysfs: str) -> None:

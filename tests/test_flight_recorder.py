@@ -256,7 +256,7 @@ def test_figures_of_a_sample():
     r = rates.NicRates("eth0", 5000.0, 100.0, 50.0, 80.0, 12.5, (0,))
     v = classifier.NicVerdict("eth0", classifier.Mode(True, "packets_per_interrupt"), "packets_per_interrupt", r, 0.8, 0.0)
     verdict = classifier.Verdict({"eth0": v}, host=classifier.Mode(True, "nic"))
-    data = fr.figures(None, snapshot(7), verdict)
+    data = fr.figures(snapshot(7), verdict)
     assert data == {"n": {"eth0": [5000.0, 100.0, 50.0, 12.5, 1, "packets_per_interrupt"]},
                     "c": {}, "h": [1, "nic"], "x": {}}
 
@@ -293,13 +293,12 @@ def test_the_default_ring_holds_30_minutes_of_a_busy_128_cpu_host(tmp_path):
     (tmp_path / "lxc").mkdir()
     sampler = Sampler(Sources.open(str(tmp_path / "proc"), str(tmp_path / "sys"), (str(tmp_path / "lxc"),)),
                       list(COLLECTORS), 1.0)
-    rng, sizes, prev = random.Random(12), [], None
+    rng, sizes = random.Random(12), []
     for i in range(6):
         snap = sampler.sample(at=(1764000000.0 + i, 1000.0 + i))
-        data = fr.figures(prev, snap, sampler.verdict)
+        data = fr.figures(snap, sampler.verdict)
         data["x"] = {f"ct{k:04d}": "RUNNING" for k in range(100)}  # bench/synthetic_containers.py's names
         sizes.append(len(fr.encode(i + 1, fr.SAMPLE, snap.timestamp, RUN, fr.DEFAULT_SIZE, 0, data)))
-        prev = snap
         busy(tmp_path, rng)
     assert len(data["c"]) == 128 and len(data["n"]) >= 8  # every CPU and NIC is in the record
     needed = 30 * 60 * max(sizes)

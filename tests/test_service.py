@@ -16,6 +16,7 @@ import pytest
 from agent import Agent, Exposition, free_port, frozen_thread, lxcwatch_binary
 from lxcwatch.core import classifier
 from lxcwatch import config, logs, service
+from lxcwatch.export import status
 from lxcwatch.errors import UsageError
 from lxcwatch.collectors import build
 from lxcwatch.core.snapshot import CollectorResult, Snapshot
@@ -317,7 +318,7 @@ def nic(device: str, heavy: bool, reason: str) -> classifier.NicVerdict:
      "host verdict unknown (softnet failed); heavy NICs: none; failing collectors: softnet"),
 ])
 def test_status_line(verdict, failing, line):
-    assert service.status_line(snapshot(failing), verdict) == line
+    assert status.status_line(snapshot(failing), verdict) == line
 
 
 @pytest.mark.parametrize("env, seconds", [

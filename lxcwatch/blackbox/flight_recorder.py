@@ -12,7 +12,6 @@ import uuid
 import zlib
 from dataclasses import dataclass
 
-from lxcwatch.core import rates
 from lxcwatch.core.classifier import Verdict
 from lxcwatch.core.snapshot import Snapshot
 
@@ -160,19 +159,16 @@ def boot_id(procfs: str = "/proc") -> str:
         return ""
 
 
-def figures(prev: Snapshot | None, snap: Snapshot, verdict: Verdict) -> dict:
-    """What one sample record holds: rates rounded to what a person reads, modes, container states."""
+def figures(snap: Snapshot, verdict: Verdict) -> dict:
+    """What one sample record holds: the verdict's rates rounded to what a person reads, modes, container states."""
     nics = {}
     for device, v in sorted(verdict.nics.items()):
         r = v.rates
         nics[device] = [round(r.packets, 1), round(r.irqs, 1),
                         None if r.packets_per_irq is None else round(r.packets_per_irq, 2),
                         round(r.squeezes, 2), int(v.mode.heavy), v.mode.reason]
-    cpus = {}
-    if prev is not None:
-        for cpu, c in rates.cpu_rates(prev, snap).items():
-            if c.processed or c.dropped or c.squeezes:
-                cpus[str(cpu)] = [round(c.processed, 1), round(c.dropped, 2), round(c.squeezes, 2)]
+    cpus = {str(cpu): [round(c.processed, 1), round(c.dropped, 2), round(c.squeezes, 2)]
+            for cpu, c in verdict.cpus.items() if c.processed or c.dropped or c.squeezes}
     return {"n": nics, "c": cpus, "h": [int(verdict.host.heavy), verdict.host.reason],
             "x": {name: c.state for name, c in sorted(snap.containers.items())}}
 
@@ -255,7 +251,6 @@ class Recorder:
         self.previous_boot_unclean: bool | None = None
         self.previous_boot: str = ""
         self._error = ""
-        self._prev: Snapshot | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.ring: Ring | None = None
@@ -303,12 +298,10 @@ class Recorder:
 
     def sampled(self, snap: Snapshot, verdict: Verdict) -> None:
         try:
-            data = figures(self._prev, snap, verdict)
+            data = figures(snap, verdict)
         except Exception as e:  # a figure we cannot compute must not stop the sampler
             self._failed(e)
             return
-        finally:
-            self._prev = snap
         self._write(SAMPLE, snap.timestamp, data)
 
     def _sync_loop(self) -> None:

@@ -73,6 +73,7 @@ class Verdict:
     host: Mode = Mode()  # the host verdict: a promiscuous or bridged NIC heavy, or pressure
     host_evidence: str = "none"  # "nic", "softnet_pressure", "none" or UNKNOWN
     host_missing: tuple[str, ...] = ()  # why the host verdict is unknown this sample ("" sources: known)
+    cpus: dict[int, CpuRates] = field(default_factory=dict)  # this interval's per-CPU rates (the flight recorder's)
 
     @property
     def host_known(self) -> bool:
@@ -198,7 +199,7 @@ def step(prev: Verdict, before: Snapshot, now: Snapshot, t: Thresholds) -> Verdi
     if evidence == UNKNOWN:
         pressure_missing = pressure_missing or rate_sources
     pressure = prev.pressure if pressure_missing else advance(prev.pressure, evidence, now.timestamp, t)
-    return _host(prev, now, nics, pressure, evidence, pressure_missing)
+    return replace(_host(prev, now, nics, pressure, evidence, pressure_missing), cpus=cpus)
 
 
 def _host(prev: Verdict, now: Snapshot, nics: dict[str, NicVerdict], pressure: Mode, pressure_evidence: str,
