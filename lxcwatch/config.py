@@ -12,6 +12,18 @@ from lxcwatch.sources.root import CONFIG_CAP, read_bytes
 PROCFS_MARKERS = (proc_stat.SOURCE, interrupts.SOURCE, softirqs.SOURCE, net_dev.SOURCE, softnet_stat.SOURCE)
 
 
+_SIZE = re.compile(r"(\d+)(B|KB|MB|GB|KiB|MiB|GiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+def size(text: str) -> int:
+    """Bytes from "64MiB", "10MB", "1024"."""
+    m = _SIZE.fullmatch(text)
+    if not m or int(m.group(1)) == 0:
+        raise UsageError(f"invalid size {text!r}: want e.g. 64MiB, 10MB, 1024")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+
+
 def check_roots(procfs: str, sysfs: str) -> None:
     """Refuse a root that cannot be read at all; a root missing a single file only fails that collector."""
     for flag, root, markers in (

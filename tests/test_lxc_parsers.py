@@ -5,7 +5,7 @@ import pytest
 
 from lxcwatch.core import probe_spec
 from lxcwatch.kernel import cgroup as cgroups
-from lxcwatch.sources import cgroup_fs, probes
+from lxcwatch.sources import cgroup_fs
 from lxcwatch.core import lxc_config
 from lxcwatch.kernel import lxc_monitor, net_dev, pid_stat
 from lxcwatch.kernel.cgroup import Layout, Mount

@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass
 
 from lxcwatch import config
-from lxcwatch.blackbox import flight_recorder
+from lxcwatch.blackbox import ring_format
 from lxcwatch.errors import UsageError
 from lxcwatch.sources.root import is_live
 
@@ -14,7 +14,7 @@ DEFAULT_RING = "/var/lib/lxcwatch/flight.ring"
 @dataclass(frozen=True)
 class Options:
     ring: str | None = None  # None: no recorder
-    ring_size: int = flight_recorder.DEFAULT_SIZE
+    ring_size: int = ring_format.DEFAULT_SIZE
     sync_interval: float = 5.0
     kernel_events: bool = False
     journal: str | None = None  # None: the system journal
@@ -46,13 +46,11 @@ def add_arguments(p) -> None:
 
 
 def options(args) -> Options:
-    from lxcwatch.traces.record import size  # "64MiB" like record's --max-size
-
     live = is_live(args.sysfs)
     ring = args.recorder_path or (DEFAULT_RING if live else None)
-    ring_size = 0 if args.recorder_size.strip() in ("0", "0B") else size(args.recorder_size)
-    if ring_size and ring_size < flight_recorder.MIN_SIZE:
-        raise UsageError(f"invalid --recorder.size {args.recorder_size!r}: at least {flight_recorder.MIN_SIZE} bytes")
+    ring_size = 0 if args.recorder_size.strip() in ("0", "0B") else config.size(args.recorder_size)
+    if ring_size and ring_size < ring_format.MIN_SIZE:
+        raise UsageError(f"invalid --recorder.size {args.recorder_size!r}: at least {ring_format.MIN_SIZE} bytes")
     if not args.recorder or not ring_size:
         ring = None
     given = args.journal is not None or args.kmsg is not None or args.pstore is not None

@@ -2,7 +2,7 @@
 
 import datetime
 
-from lxcwatch.blackbox import flight_recorder, ring_survey
+from lxcwatch.blackbox import ring_format, ring_survey
 
 MAX_LINES = 10  # ranges and gaps listed one per line; the rest are counted
 
@@ -51,7 +51,7 @@ def run_line(view: ring_survey.RunView, status: str, current_boot: str) -> str:
     return f"run: pid {r.pid}, boot {r.boot or '?'} ({where}), {started}; {ending}"
 
 
-def damage_lines(path: str, found: flight_recorder.Scan, view: ring_survey.RunView, skipped: int) -> list[str]:
+def damage_lines(path: str, found: ring_format.Scan, view: ring_survey.RunView, skipped: int) -> list[str]:
     records, d = found.records, ring_survey.damage(found)
     by_seq = {r.seq: r for r in records}
     wrapped = "; wrapped: older records overwritten" if records[0].seq > 1 else ""
@@ -137,7 +137,7 @@ def summary(head: list[str], window: list[dict], start: float, end: float, event
     return "\n".join(lines) + "\n"
 
 
-def window_of(found: flight_recorder.Scan, view: ring_survey.RunView, around: float | None,
+def window_of(found: ring_format.Scan, view: ring_survey.RunView, around: float | None,
               minutes: float) -> tuple[list[dict], int, float]:
     """The run's samples in the window as dicts with their time "t", how many did not decode, and the window's end."""
     samples = view.samples

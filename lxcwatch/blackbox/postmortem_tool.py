@@ -51,6 +51,24 @@ def kernel_events(boot: str, journal: str | None) -> list[tuple[float, str, str,
         return []
 
 
+def lock_holders(path: str, locks: str = "/proc/locks") -> set[int] | None:
+    """Pids holding a flock on the file (the agent holds its ring's for its whole run), None if /proc/locks is unreadable.
+    /proc/locks prints "1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF", MAJ and MIN in hex (fs/locks.c)."""
+    try:
+        st = os.stat(path)
+        with open(locks) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holders = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == me:  # "->" lines (waiters) have FLOCK later
+            holders.add(int(fields[4]))
+    return holders
+
+
 def read(path: str) -> flight_recorder.Scan:
     try:
         found = flight_recorder.read(path)
@@ -102,7 +120,7 @@ def run(args) -> int:
         raise RuntimeFailure(f"no samples between {stamp(end - args.minutes * 60)} and {stamp(end)}")
     start = window[0]["t"]  # a run shorter than the window fills the picture
     newest = view.records[-1] is found.records[-1]
-    status = ring_survey.state(view, newest, current, ring_survey.lock_holders(args.ring))
+    status = ring_survey.state(view, newest, current, lock_holders(args.ring))
     boot = view.run.boot
     events = kernel_events(boot, args.journal)
     pstore = kmsg.count(klog.pstore_lines(args.pstore)) if status == ring_survey.UNCLEAN and boot != current else {}

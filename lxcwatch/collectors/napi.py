@@ -3,7 +3,6 @@
 from lxcwatch.collectors import Collector
 from lxcwatch.core.family import gauge
 from lxcwatch.kernel import ethtool_coalesce
-from lxcwatch.sources import napi_tuning
 
 SYSCTLS = (  # (sysctl, metric, scale, help)
     ("netdev_budget", "net_core_netdev_budget_packets", 1, "net.core.netdev_budget: packets one net_rx_action may process."),
@@ -16,8 +15,7 @@ SYSCTL_FILES = tuple(f"sys/net/core/{sysctl}" for sysctl, *_ in SYSCTLS)
 
 
 def read(s):
-    nics = s.nics.current()
-    return napi_tuning.read(s.procfs, s.sysfs, sorted(nics), s.coalesce(nics), tuple(sysctl for sysctl, *_ in SYSCTLS))
+    return s.napi_tuning(tuple(sysctl for sysctl, *_ in SYSCTLS))
 
 
 def merge(prev, reading) -> dict:

@@ -5,7 +5,8 @@ import socket
 from dataclasses import dataclass
 
 from lxcwatch.kernel import ethtool_coalesce, napi_poll
-from lxcwatch.sources import ethtool
+from lxcwatch.kernel.napi import Napi
+from lxcwatch.sources import ethtool, napi_tuning
 from lxcwatch.sources.kthreads import KernelThreads
 from lxcwatch.sources.lxc_host import DEFAULT_LXC_PATH, LxcHost
 from lxcwatch.sources.nics import NicDirectory
@@ -58,6 +59,11 @@ class Sources:
             return ethtool_coalesce.parse(self.procfs.read(ethtool_coalesce.SOURCE))
         except FileNotFoundError:
             return {}
+
+    def napi_tuning(self, sysctls: tuple[str, ...]) -> Napi:
+        """NAPI tuning and coalescing of the NICs, and the net.core sysctls named."""
+        nics = self.nics.current()
+        return napi_tuning.read(self.procfs, self.sysfs, sorted(nics), self.coalesce(nics), sysctls)
 
     def napi_poll_devices(self) -> list[str]:
         return napi_poll_devices(self.nics, self.napi_poll_include)
