@@ -1,10 +1,11 @@
 """Renders a snapshot as Prometheus metric families: a pure function, cached per snapshot by the HTTP layer."""
 
 import logging
+import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from lxcwatch import verdict_metrics
+from lxcwatch import REVISION, verdict_metrics
 from lxcwatch.classifier import Verdict
 from lxcwatch.containers import STATES as CONTAINER_STATES
 from lxcwatch.exposition import Family
@@ -303,8 +304,9 @@ def sample_age(s: Snapshot, now_monotonic: float) -> Family:
 
 
 def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) -> Iterator[Family]:
-    build = _gauge("build_info", "lxcwatch build; value is always 1.", ["version"])
-    build.add([agent.version], 1)
+    build = _gauge("build_info", "lxcwatch build: version, commit, Python; value is always 1.",
+                   ["version", "revision", "pythonversion"])
+    build.add([agent.version, REVISION, platform.python_version()], 1)
     ok = _gauge("scrape_collector_success", "1 if the collector's last sample succeeded.", ["collector"])
     took = _gauge("scrape_collector_duration_seconds", "Time the collector's last sample took.", ["collector"])
     for name in sorted(s.collectors):
