@@ -72,7 +72,7 @@ def agent_parser() -> argparse.ArgumentParser:
                    help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
     p.add_argument("--web.systemd-socket", dest="systemd_socket", action="store_true",
                    help="serve on the listening sockets systemd passes (socket activation, packaging/systemd/"
-                        "lxcwatch.socket) instead of --web.listen-address")
+                        "lxcwatch.socket); --web.listen-address is then ignored")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                    help="path under which to expose metrics (default /metrics)")
     p.add_argument("--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
@@ -134,9 +134,6 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
     interval = config.duration(args.interval)
     if not args.telemetry_path.startswith("/") or args.telemetry_path == "/":
         raise UsageError(f"invalid --web.telemetry-path {args.telemetry_path!r}: must start with / and not be /")
-    if args.systemd_socket and args.listen:
-        raise UsageError("--web.listen-address and --web.systemd-socket exclude each other: with socket activation "
-                         "the .socket unit says where to listen")
     listen = tuple(args.listen or [f":{DEFAULT_PORT}"])
     for address in listen:
         try:

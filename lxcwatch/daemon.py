@@ -109,6 +109,9 @@ def run(load: Callable[[], Settings]) -> int:
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
     # Bind first: a port in use fails fast.
     sockets = http.systemd_sockets() if settings.systemd_socket else [http.bind(a) for a in settings.listen]
+    if settings.systemd_socket and settings.flags.get("listen"):  # as node_exporter: the .socket unit says where
+        log.warning("--web.listen-address ignored: --web.systemd-socket serves on the sockets systemd passed",
+                    extra={"ignored": ",".join(settings.listen)})
     sampler.sample()  # the first scrape already has data; a stuck file delays it by the deadline at most
     box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
