@@ -8,6 +8,7 @@ import http.client
 import importlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,18 @@ def test_a_flag_without_help_is_found():
     parser.add_argument("--with", help="documented")
     parser.add_argument("--without")
     assert without_help(parser) == ["--without"]
+
+
+def test_the_readme_flags_table_names_real_flags_and_their_defaults():
+    table = (REPO / "README.md").read_text().split("## Flags", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(--[a-z.-]+)` \| `([^`]*)` \|", table, re.M)  # rows of one flag and one default
+    assert len(rows) >= 3, table
+    actions = cli.agent_parser()._option_string_actions
+    defaults = {"--web.listen-address": f":{cli.DEFAULT_PORT}"}  # a repeatable flag: its default is applied later
+    for flag, default in rows:
+        assert str(defaults.get(flag, actions[flag].default)) == default, flag
+    for flag in re.findall(r"`(--[a-z.-]+)`", table):
+        assert flag in actions, flag
 
 
 def test_the_log_flags_say_their_choices():

@@ -2,6 +2,7 @@
 (an LXC system container, tests/systemd_hosts.py) with the agent the role deployed: the first scrape starts the
 service, a restart refuses no scrape, docs/deploy.md's commands switch a host over as written."""
 
+import json
 import re
 import shutil
 import urllib.request
@@ -101,8 +102,11 @@ def test_socket_activation_on_a_systemd_host(host):
     assert scrape(host) == 200  # this connection starts the service
     unit = host.show("lxcwatch.service", "ActiveState", "TriggeredBy", "MainPID")
     assert unit["ActiveState"] == "active" and unit["TriggeredBy"] == "lxcwatch.socket", unit
-    listening = [line for line in host.journal("-u", "lxcwatch", "-o", "cat").splitlines() if "msg=listening" in line]
-    assert "addresses=[::]:12243 " in listening[-1], listening
+    entries = [json.loads(line) for line in host.journal("-u", "lxcwatch", "-o", "json").splitlines()]
+    mine = [e for e in entries if e.get("_PID") == unit["MainPID"]]
+    assert [e.get("ADDRESSES") for e in mine if e.get("MESSAGE") == "listening"] == ["[::]:12243"], mine
+    ignored = [e for e in mine if e.get("MESSAGE", "").startswith("--web.listen-address ignored")]
+    assert [e.get("IGNORED") for e in ignored] == [":12243"], mine  # the role's flag
 
     # The agent down refuses no scrape: the connection waits in systemd's socket until an agent accepts it.
     for _ in range(3):
