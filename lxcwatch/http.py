@@ -99,13 +99,14 @@ def guard(app: Callable[[Request], Response], web: Callable[[], WebConfig] | Non
     front of `app`."""
     if web is None:
         return app
-    checker: list = [None, None]  # [config, its BasicAuth]: built again (one bcrypt) only when the config changes
+    checker: list = [(None, None)]  # (config, its BasicAuth): built again (one bcrypt) only when the config changes
 
     def guarded(request: Request) -> Response:
         config = web()
-        if checker[0] is not config:
-            checker[:] = config, BasicAuth(config.users) if config.users else None
-        auth = checker[1]
+        known, auth = checker[0]
+        if known is not config:
+            auth = BasicAuth(config.users) if config.users else None
+            checker[0] = config, auth
         if auth and not auth.check(request.headers.get("authorization", "")):
             response = Response(401, [("WWW-Authenticate", 'Basic realm="lxcwatch"'), ("Content-Type", "text/plain")],
                                 b"unauthorized\n")
@@ -127,22 +128,21 @@ def systemd_sockets() -> list[socket.socket]:
     for fd in fds:
         try:
             s = socket.socket(fileno=fd)
-            listening = s.type == socket.SOCK_STREAM and s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            listening = s.family in (socket.AF_INET, socket.AF_INET6) and s.type == socket.SOCK_STREAM and \
+                s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         except OSError:
             listening = False
         if not listening:
-            raise RuntimeFailure(f"--web.systemd-socket: descriptor {fd} from systemd is not a listening stream "
-                                 "socket (want ListenStream= in the .socket unit)")
+            raise RuntimeFailure(f"--web.systemd-socket: descriptor {fd} from systemd is not a listening TCP socket "
+                                 "(want ListenStream=PORT or ADDRESS:PORT in the .socket unit)")
         sockets.append(s)
     return sockets
 
 
 def address_of(s: socket.socket) -> str:
     """Where `s` listens, as --web.listen-address spells it."""
-    name = s.getsockname()
-    if s.family == socket.AF_INET6:
-        return f"[{name[0]}]:{name[1]}"
-    return f"{name[0]}:{name[1]}" if s.family == socket.AF_INET else str(name)
+    host, port = s.getsockname()[:2]
+    return f"[{host}]:{port}" if s.family == socket.AF_INET6 else f"{host}:{port}"
 
 
 def parse_address(address: str) -> tuple[str, int]:

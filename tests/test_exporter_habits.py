@@ -10,6 +10,8 @@ import os
 import platform
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import zipfile
@@ -264,3 +266,36 @@ def test_systemd_socket_without_a_socket_is_one_line(env):
     assert (out.returncode, out.stderr) == (1, "lxcwatch: error: --web.systemd-socket: systemd passed no socket (no "
                                                "$LISTEN_FDS for this process); start lxcwatch.socket, or listen with "
                                                "--web.listen-address\n")
+
+
+def test_a_reload_applies_disable_exporter_metrics(tmp_path):
+    from test_service import write_args
+
+    flags = tmp_path / "lxcwatch"
+    write_args(flags, "")
+    agent = Agent([*TREE, f"--config.file={flags}"])
+    try:
+        assert agent.scrape().find("process_cpu_seconds_total")
+        write_args(flags, "--web.disable-exporter-metrics")
+        agent.proc.send_signal(signal.SIGHUP)
+        bare = agent.wait_for(lambda e: not e.find("process_cpu_seconds_total"), "process_* to be left out")
+        assert not bare.find("lxcwatch_http_requests_total")
+        assert bare.value("lxcwatch_config_last_reload_successful") == 1
+    finally:
+        agent.stop()
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None, reason="needs systemd-socket-activate (systemd)")
+def test_systemd_socket_refuses_a_unix_socket(tmp_path):
+    path = tmp_path / "lxcwatch.sock"
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", str(path), lxcwatch_binary(), "--web.systemd-socket",
+                             *TREE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "Listening on" in proc.stdout.readline().decode(), "systemd-socket-activate to listen")
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))  # starts the agent
+            assert proc.wait(timeout=60) == 1
+    finally:
+        stop_process(proc)
+    assert "lxcwatch: error: --web.systemd-socket: descriptor 3 from systemd is not a listening TCP socket (want " \
+           "ListenStream=PORT or ADDRESS:PORT in the .socket unit)\n" in proc.stdout.read().decode()
