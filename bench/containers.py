@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import synthetic_containers
 from bench import write_docs
 
-from lxcwatch.collectors import COLLECTORS, Sources
-from lxcwatch.containers import advance
+from lxcwatch.sources.host import COLLECTORS, Sources
+from lxcwatch.core.containers import advance
 
 RESULT = REPO / "bench" / "out" / "containers.md"
 DOCS = REPO / "docs" / "performance.md"

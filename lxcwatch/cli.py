@@ -6,10 +6,14 @@ import socket
 import sys
 import time
 
-from lxcwatch import __version__, blackbox, classifier, config, daemon, http, http_server, metrics, probes, status, web_config
-from lxcwatch.collectors import COLLECTORS, Sources
+from lxcwatch import __version__, config, daemon
+from lxcwatch.blackbox import recorder as blackbox
+from lxcwatch.core import classifier
+from lxcwatch.export import web as http, http_server, metrics, status, web_config
+from lxcwatch.sources import probes
+from lxcwatch.sources.host import COLLECTORS, Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.lxc_host import DEFAULT_LXC_PATH
+from lxcwatch.sources.lxc_host import DEFAULT_LXC_PATH
 from lxcwatch.sampler import Sampler
 
 DEFAULT_PORT = 12243
@@ -186,6 +190,9 @@ def run_status(args) -> int:
     return 0
 
 
+TOOLS = {"record": "lxcwatch.traces.record", "replay": "lxcwatch.traces.replay", "postmortem": "lxcwatch.blackbox.postmortem"}
+
+
 def tool_parser(name: str, module) -> argparse.ArgumentParser:
     p = _Parser(prog=f"lxcwatch {name}", description=module.__doc__)
     module.add_arguments(p)
@@ -197,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["status"]:
             return run_status(status_parser().parse_args(argv[1:]))
-        if argv[:1] in (["record"], ["replay"], ["postmortem"]):
-            module = importlib.import_module(f"lxcwatch.{argv[0]}")
+        if argv[:1] and argv[0] in TOOLS:
+            module = importlib.import_module(TOOLS[argv[0]])
             return module.run(tool_parser(argv[0], module).parse_args(argv[1:]))
         return daemon.run(lambda: agent_settings(argv))
     except UsageError as e:

@@ -5,7 +5,7 @@ import re
 import shlex
 
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.fsroot import CONFIG_CAP, read_bytes
+from lxcwatch.sources.root import CONFIG_CAP, read_bytes
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -10,12 +10,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lxcwatch import blackbox, classifier, config, http, http_server, logs, metrics
-from lxcwatch.collectors import Sources
+from lxcwatch.blackbox import recorder as blackbox
+from lxcwatch.core import classifier
+from lxcwatch import config, logs
+from lxcwatch.export import web as http, http_server, metrics
+from lxcwatch.sources.host import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sampler import Sampler
 from lxcwatch.service import Notifier
-from lxcwatch.web_config import Watcher, WebConfig
+from lxcwatch.export.web_config import Watcher, WebConfig
 
 log = logging.getLogger("lxcwatch")
 
@@ -118,13 +121,13 @@ def run(load: Callable[[], Settings]) -> int:
     box.sampled(*sampler.current)
     exposition = http.Exposition(sampler, settings.agent)
     exposition.exporter_metrics = settings.exporter_metrics
-    web = Watcher(settings.web_config_file, settings.web_config) if settings.web_config else None
-    exposition.extra = (lambda: [*box.families(), *web.families()]) if web else box.families
-    app = http.guard(http.make_app(exposition, settings.telemetry_path), web.current if web else None)
+    watcher = Watcher(settings.web_config_file, settings.web_config) if settings.web_config else None
+    exposition.extra = (lambda: [*box.families(), *watcher.families()]) if watcher else box.families
+    app = http.guard(http.make_app(exposition, settings.telemetry_path), watcher.current if watcher else None)
     server = http_server.Server(sockets, app, settings.web_config.context if settings.web_config else None,
                                 settings.web_limits)
-    if web:  # connections still to come start with the new settings (a handshake under way already takes its cert)
-        web.on_change.append(lambda config: setattr(server, "tls", config.context))
+    if watcher:  # connections still to come start with the new settings (a handshake under way takes its cert)
+        watcher.on_change.append(lambda config: setattr(server, "tls", config.context))
     exposition.live = server.families
     server.start()
     log.info("listening", extra={"addresses": ",".join(map(http.address_of, sockets)),

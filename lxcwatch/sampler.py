@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from lxcwatch import classifier, fsroot
-from lxcwatch.collectors import COLLECTORS, Sources
+from lxcwatch.core import classifier
+from lxcwatch.sources import root as fsroot
+from lxcwatch.sources.host import COLLECTORS, Sources
 from lxcwatch.errors import ParseError, Partial
-from lxcwatch.snapshot import CollectorResult, Snapshot, build
+from lxcwatch.core.snapshot import CollectorResult, Snapshot, build
 
 log = logging.getLogger("lxcwatch.sampler")
 

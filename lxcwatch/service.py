@@ -4,8 +4,8 @@ import logging
 import os
 import socket
 
-from lxcwatch import classifier
-from lxcwatch.snapshot import Snapshot
+from lxcwatch.core import classifier
+from lxcwatch.core.snapshot import Snapshot
 
 log = logging.getLogger("lxcwatch")
 

@@ -20,7 +20,8 @@ import yaml
 
 import lxcwatch
 import systemd_hosts
-from lxcwatch import cli, config, daemon, probes
+from lxcwatch import cli, config, daemon
+from lxcwatch.sources import probes
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE = ROOT / "deploy" / "ansible"

@@ -95,7 +95,7 @@ SETTLED = 10  # samples after the host and both NICs turned heavy
 
 def heavy_exposition(trace_name: str) -> str:
     import detection
-    from lxcwatch import exposition, metrics
+    from lxcwatch.export import exposition, metrics
 
     agent = metrics.Agent("0.1.0", "golden", "fixture")
     heavy_for = 0

@@ -21,7 +21,8 @@ import pytest
 from agent import Agent, Exposition, free_port, lxcwatch_binary, stop_process, wait_until
 from test_e2e_golden import HOSTS
 
-from lxcwatch import cli, negotiation
+from lxcwatch import cli
+from lxcwatch.export import negotiation
 
 REPO = Path(__file__).resolve().parent.parent
 TREE = [f"--path.procfs={HOSTS / 'tg3-pair' / 'proc'}", f"--path.sysfs={HOSTS / 'tg3-pair' / 'sys'}",
@@ -31,8 +32,7 @@ TREE = [f"--path.procfs={HOSTS / 'tg3-pair' / 'proc'}", f"--path.sysfs={HOSTS / 
 # --- help on every flag
 
 def parsers() -> dict[str, argparse.ArgumentParser]:
-    tools = {name: cli.tool_parser(name, importlib.import_module(f"lxcwatch.{name}"))
-             for name in ("record", "replay", "postmortem")}
+    tools = {name: cli.tool_parser(name, importlib.import_module(module)) for name, module in cli.TOOLS.items()}
     return {"lxcwatch": cli.agent_parser(), "status": cli.status_parser(), **tools}
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent import Agent
-from lxcwatch import flight_recorder as fr
-from lxcwatch.classifier import Verdict
-from lxcwatch.snapshot import Snapshot
+from lxcwatch.blackbox import flight_recorder as fr
+from lxcwatch.core.classifier import Verdict
+from lxcwatch.core.snapshot import Snapshot
 
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 BENCH = Path(__file__).parent.parent / "bench"
@@ -250,7 +250,7 @@ def test_sigterm_leaves_every_completed_record_and_a_clean_stop(tmp_path):
 
 
 def test_figures_of_a_sample():
-    from lxcwatch import classifier, rates
+    from lxcwatch.core import classifier, rates
 
     r = rates.NicRates("eth0", 5000.0, 100.0, 50.0, 80.0, 12.5, (0,))
     v = classifier.NicVerdict("eth0", classifier.Mode(True, "packets_per_interrupt"), "packets_per_interrupt", r, 0.8, 0.0)
@@ -281,7 +281,7 @@ def busy(tree: Path, rng: random.Random) -> None:
 def test_the_default_ring_holds_30_minutes_of_a_busy_128_cpu_host(tmp_path):
     """One record per 1 s sample for the last 30 minutes, whatever the uptime (every record names its run, so wraps
     lose only old samples): the bench's synthetic 128-CPU, 8-NIC host, every counter moving, 100 containers."""
-    from lxcwatch.collectors import COLLECTORS, Sources
+    from lxcwatch.sources.host import COLLECTORS, Sources
     from lxcwatch.sampler import Sampler
 
     sys.path.insert(0, str(BENCH))

@@ -14,9 +14,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lxcwatch import cgroups, interrupts, kthreads, lxc_config, lxc_monitor, net_dev, pid_stat, probes
-from lxcwatch import proc_stat, softirqs, softnet_stat, trace
-from lxcwatch.collectors import COLLECTORS, Sources
+from lxcwatch.sources import cgroup_fs as cgroups, kthreads, probes
+from lxcwatch.kernel import interrupts, lxc_monitor, net_dev, pid_stat
+from lxcwatch.core import lxc_config
+from lxcwatch.kernel import proc_stat, softirqs, softnet_stat
+from lxcwatch.traces import tree as trace
+from lxcwatch.sources.host import COLLECTORS, Sources
 from lxcwatch.errors import ParseError
 from lxcwatch.sampler import Sampler
 
@@ -521,7 +524,7 @@ def test_hostile_file_fails_only_its_collector(tmp_path, host, rel, collector, s
         assert failed == {}, failed  # an empty mountinfo counts as none: the tree's own cgroup directories are used
         return
     assert list(failed) == [collector], failed
-    over_cap = f"{tree.root / rel}: larger than {cap(rel)} bytes: refused"  # never parsed (lxcwatch/fsroot.py)
+    over_cap = f"{tree.root / rel}: larger than {cap(rel)} bytes: refused"  # never parsed (lxcwatch/sources/root.py)
     assert failed[collector].startswith(over_cap if len(content) > cap(rel) else f"{source}:"), failed[collector]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent import wait_until
-from lxcwatch import flight_recorder, klog
+from lxcwatch.blackbox import flight_recorder, klog
 
 CASES = [
     ("NETDEV WATCHDOG: eth0 (tg3): transmit queue 0 timed out", ("netdev_watchdog", "eth0")),

@@ -3,11 +3,13 @@ files, probe declarations. Expected values are written by hand from the kernel a
 
 import pytest
 
-from lxcwatch import cgroups, lxc_config, lxc_monitor, net_dev, probes
-from lxcwatch.cgroups import Layout, Mount
+from lxcwatch.sources import cgroup_fs as cgroups, probes
+from lxcwatch.core import lxc_config
+from lxcwatch.kernel import lxc_monitor, net_dev
+from lxcwatch.sources.cgroup_fs import Layout, Mount
 from lxcwatch.errors import ParseError
-from lxcwatch.lxc_config import Network
-from lxcwatch.probes import ProbeSpec
+from lxcwatch.core.lxc_config import Network
+from lxcwatch.sources.probes import ProbeSpec
 
 # ---------------------------------------------------------------- lxc_config
 

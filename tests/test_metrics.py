@@ -7,11 +7,11 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from lxcwatch import exposition, metrics
-from lxcwatch.ethtool import Driver
-from lxcwatch.links import Link
-from lxcwatch.napi import Napi, NapiTuning
-from lxcwatch.snapshot import CollectorResult, build
+from lxcwatch.export import exposition, metrics
+from lxcwatch.sources.ethtool import Driver
+from lxcwatch.sources.sysfs_links import Link
+from lxcwatch.sources.napi_tuning import Napi, NapiTuning
+from lxcwatch.core.snapshot import CollectorResult, build
 from test_snapshot_rates import OK, reading
 
 AGENT = metrics.Agent("9.9.9", "pair-1", "host-a")

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from agent import Agent, lxcwatch_binary, run_measured, wait_until
-from lxcwatch import flight_recorder as fr
-from lxcwatch import postmortem as pm
-from lxcwatch import ring_survey
-from lxcwatch.classifier import Verdict
+from lxcwatch.blackbox import flight_recorder as fr
+from lxcwatch.blackbox import postmortem as pm
+from lxcwatch.blackbox import ring_survey
+from lxcwatch.core.classifier import Verdict
 from test_flight_recorder import crash, old_format_record, snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
 
 CORPUS = Path(__file__).parent / "corpus"

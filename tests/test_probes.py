@@ -12,10 +12,10 @@ import pytest
 
 from agent import lxcwatch_binary, wait_until
 
-from lxcwatch import probes
-from lxcwatch.collectors import Sources
+from lxcwatch.sources import probes
+from lxcwatch.sources.host import Sources
 from lxcwatch.errors import UsageError
-from lxcwatch.probes import Attempts, ProbeFile, ProbeRunner, ProbeSpec
+from lxcwatch.sources.probes import Attempts, ProbeFile, ProbeRunner, ProbeSpec
 
 V2 = Path(__file__).resolve().parent / "fixtures" / "hosts" / "lxc-v2"
 

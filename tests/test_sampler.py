@@ -4,7 +4,8 @@ import logging
 
 import pytest
 
-from lxcwatch import collectors, sampler
+from lxcwatch.sources import host as collectors
+from lxcwatch import sampler
 from lxcwatch.errors import ParseError
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from agent import Agent, Exposition, free_port, frozen_thread, lxcwatch_binary
-from lxcwatch import classifier, config, logs, service
+from lxcwatch.core import classifier
+from lxcwatch import config, logs, service
 from lxcwatch.errors import UsageError
-from lxcwatch.snapshot import CollectorResult, Snapshot
+from lxcwatch.core.snapshot import CollectorResult, Snapshot
 
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 CORPUS = Path(__file__).parent / "corpus"

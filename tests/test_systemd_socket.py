@@ -12,7 +12,8 @@ import systemd_hosts
 from systemd_hosts import REPO, Deployment, Fleet
 from test_systemd_unit import ANALYZE, analyze, exposure, unit_here
 
-from lxcwatch import cli, http_server
+from lxcwatch import cli
+from lxcwatch.export import http_server
 
 SOCKET = REPO / "packaging" / "systemd" / "lxcwatch.socket"
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from lxcwatch import status, verdict_metrics
-from lxcwatch.classifier import HOST_REASONS, REASONS, Mode, NicVerdict, Verdict
-from lxcwatch.rates import NicRates
-from lxcwatch.snapshot import CollectorResult, Snapshot
+from lxcwatch.export import status, verdict_metrics
+from lxcwatch.core.classifier import HOST_REASONS, REASONS, Mode, NicVerdict, Verdict
+from lxcwatch.core.rates import NicRates
+from lxcwatch.core.snapshot import CollectorResult, Snapshot
 
 HEAVY = Mode(True, "full_polls", 0, 0.0, 1000.0, 3)
 CALM = Mode(False, "none", 0, 0.0, None, 2)
