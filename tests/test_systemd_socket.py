@@ -5,10 +5,12 @@ service, a restart refuses no scrape, docs/deploy.md's commands switch a host ov
 import json
 import re
 import shutil
+import subprocess
 import urllib.request
 
 import pytest
 import systemd_hosts
+from agent import Exposition
 from systemd_hosts import REPO, Deployment, Fleet
 from test_systemd_unit import ANALYZE, analyze, exposure, unit_here
 
@@ -85,7 +87,7 @@ def scrape(host, timeout: float = 30) -> int:
     """One GET /metrics, no retry: its status (an OSError, such as a refused connection, fails the test)."""
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
             f"http://{host.address}:{systemd_hosts.PORT}/metrics", timeout=timeout) as response:
-        assert b"lxcwatch_build_info" in response.read()
+        host.last = Exposition(response.read().decode())
         return response.status
 
 
@@ -101,6 +103,12 @@ def test_socket_activation_on_a_systemd_host(host):
     assert "--web.systemd-socket" in host.attach("cat", "/etc/default/lxcwatch")
 
     assert scrape(host) == 200  # this connection starts the service
+    # The wheel `make dist` built carries the commit (setup.py), and the host's Python.
+    (build,) = host.last.find("lxcwatch_build_info")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert build.labels["revision"] == head.stdout.strip(), build.labels
+    assert build.labels["pythonversion"] == host.attach("python3", "-c", "import platform; "
+                                                        "print(platform.python_version())").strip()
     unit = host.show("lxcwatch.service", "ActiveState", "TriggeredBy", "MainPID")
     assert unit["ActiveState"] == "active" and unit["TriggeredBy"] == "lxcwatch.socket", unit
     entries = [json.loads(line) for line in host.journal("-u", "lxcwatch", "-o", "json").splitlines()]
