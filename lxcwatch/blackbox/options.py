@@ -36,7 +36,8 @@ def add_arguments(p) -> None:
                    help="at most this long between two fdatasync of the ring (default 5s)")
     p.add_argument("--kernel.events", dest="kernel_events", action="store_true", default=None,
                    help="count kernel log signatures (default: on the live host; off on a --path.procfs tree)")
-    p.add_argument("--no-kernel.events", dest="kernel_events", action="store_false")
+    p.add_argument("--no-kernel.events", dest="kernel_events", action="store_false",
+                   help="no kernel log signatures, not even on the live host")
     p.add_argument("--path.journal", dest="journal", default=None, metavar="DIR",
                    help="directory of journal files to read kernel messages from (default: the system journal)")
     p.add_argument("--path.kmsg", dest="kmsg", default=None, metavar="PATH",

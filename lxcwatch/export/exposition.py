@@ -4,6 +4,8 @@ import math
 
 from lxcwatch.core.family import Family
 
+from lxcwatch.export import negotiation
+
 TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the classic format every Prometheus reads
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -68,8 +70,5 @@ def from_client(metrics) -> list[Family]:
 
 
 def negotiate(accept: str) -> tuple[bool, str]:
-    """(openmetrics?, content type) for an Accept header; Prometheus asks for OpenMetrics first."""
-    for part in accept.split(","):
-        if part.split(";")[0].strip() == "application/openmetrics-text":
-            return True, OPENMETRICS
-    return False, TEXT
+    """(openmetrics?, content type) for an Accept header (negotiation.wants_openmetrics)."""
+    return (True, OPENMETRICS) if negotiation.wants_openmetrics(accept) else (False, TEXT)

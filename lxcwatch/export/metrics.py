@@ -1,10 +1,11 @@
 """Renders a snapshot as Prometheus metric families: a pure function, cached per snapshot by the HTTP layer."""
 
 import logging
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lxcwatch import collectors
+from lxcwatch import REVISION, collectors
 from lxcwatch.core.classifier import Verdict
 from lxcwatch.core.family import Family
 from lxcwatch.core.family import counter as _counter
@@ -51,9 +52,17 @@ def sample_age(s: Snapshot, now_monotonic: float) -> Family:
     return age
 
 
+def web_config_reload(loaded: bool) -> Family:
+    ok = _gauge("web_config_last_reload_successful", "1 if the last reading of --web.config.file and the "
+                "files it names succeeded; 0 keeps the config read before in force.")
+    ok.add([], int(loaded))
+    return ok
+
+
 def _self(s: Snapshot, agent: Agent, success: dict[str, bool], overruns: int) -> Iterator[Family]:
-    build = _gauge("build_info", "lxcwatch build; value is always 1.", ["version"])
-    build.add([agent.version], 1)
+    build = _gauge("build_info", "lxcwatch build: version, commit, Python; value is always 1.",
+                   ["version", "revision", "pythonversion"])
+    build.add([agent.version, REVISION, platform.python_version()], 1)
     ok = _gauge("scrape_collector_success", "1 if the collector's last sample succeeded.", ["collector"])
     took = _gauge("scrape_collector_duration_seconds", "Time the collector's last sample took.", ["collector"])
     for name in sorted(s.collectors):
