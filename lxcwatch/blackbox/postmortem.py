@@ -1,43 +1,10 @@
-"""Reads the flight recorder after a crash: the last minutes before the end as a summary and a timeline picture."""
+"""The postmortem's reading of a flight recorder ring: which run crashed, its NAPI-heavy episodes, the summary."""
 
 import datetime
-import os
 
-from lxcwatch.blackbox import recorder as blackbox, flight_recorder, klog, ring_survey
-from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.blackbox.flight_recorder import SAMPLE
+from lxcwatch.blackbox import ring_format, ring_survey
 
-WIDTH, PANEL, BAND, LEFT, RIGHT, TOP = 1200, 150, 22, 90, 170, 40
-COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
-HEAVY, CALM, EVENT = (255, 160, 0), (160, 200, 160), (120, 0, 120)
 MAX_LINES = 10  # ranges and gaps listed one per line; the rest are counted
-STATE_COLOURS = {"RUNNING": (44, 160, 44), "STOPPED": (150, 150, 150), "FROZEN": (23, 190, 207)}
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--recorder.path", dest="ring", default=blackbox.DEFAULT_RING, metavar="PATH",
-                   help=f"the flight recorder ring (default {blackbox.DEFAULT_RING})")
-    p.add_argument("--around", default=None, metavar="TIME",
-                   help="end of the window: 2025-11-24T03:12:00 (local time), or seconds since the epoch "
-                        "(default: the end of the crash, i.e. of the latest earlier boot's last run if it had no clean stop, "
-                        "else of the ring's last run)")
-    p.add_argument("--minutes", default=10.0, type=float, metavar="N", help="length of the window (default 10)")
-    p.add_argument("--out", default="postmortem", metavar="DIR", help="where summary.txt and timeline.png go (default ./postmortem)")
-    p.add_argument("--path.journal", dest="journal", default=None, metavar="DIR",
-                   help="journal files to read the run's kernel messages from (default: the system journal)")
-    p.add_argument("--path.pstore", dest="pstore", default="/sys/fs/pstore", metavar="DIR",
-                   help="pstore, counted when the run ended uncleanly (default /sys/fs/pstore)")
-
-
-def parse_time(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise UsageError(f"invalid --around {text!r}: want e.g. 2025-11-24T03:12:00 or seconds since the epoch") from None
 
 
 def choose(views: list[ring_survey.RunView], boot: str) -> ring_survey.RunView:
@@ -67,17 +34,6 @@ def episodes(samples: list[dict], device: str) -> list[tuple[float, float | None
     return out
 
 
-def kernel_events(boot: str, journal: str | None) -> list[tuple[float, str, str, str]]:
-    """(time, signature, device, message) of the boot's kernel messages that match a signature."""
-    if not boot or not klog.journal_available(journal):
-        return []
-    try:
-        return [(t, *hit, m) for t, m in klog.journal_entries(journal, boot) if (hit := klog.match(m))]
-    except Exception as e:  # the journal is a help here, not a requirement
-        print(f"lxcwatch postmortem: journal unreadable, kernel events skipped: {e}")
-        return []
-
-
 def run_line(view: ring_survey.RunView, status: str, current_boot: str) -> str:
     r, last = view.run, view.records[-1]
     where = "this boot" if r.boot == current_boot else "an earlier boot" if current_boot and r.boot else "boot unknown"
@@ -95,7 +51,7 @@ def run_line(view: ring_survey.RunView, status: str, current_boot: str) -> str:
     return f"run: pid {r.pid}, boot {r.boot or '?'} ({where}), {started}; {ending}"
 
 
-def damage_lines(path: str, found: flight_recorder.Scan, view: ring_survey.RunView, skipped: int) -> list[str]:
+def damage_lines(path: str, found: ring_format.Scan, view: ring_survey.RunView, skipped: int) -> list[str]:
     records, d = found.records, ring_survey.damage(found)
     by_seq = {r.seq: r for r in records}
     wrapped = "; wrapped: older records overwritten" if records[0].seq > 1 else ""
@@ -181,87 +137,7 @@ def summary(head: list[str], window: list[dict], start: float, end: float, event
     return "\n".join(lines) + "\n"
 
 
-def si(value: float) -> str:
-    """An axis label a person reads at a glance: 8.01M, 249k, 2.29k, 64, 0.5."""
-    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def timeline(window: list[dict], start: float, end: float, events, path: str) -> tuple[int, int]:
-    from PIL import Image, ImageDraw, ImageFont
-
-    devices = sorted({d for s in window for d in s["n"]})
-    containers = sorted({c for s in window for c in s.get("x", {})})
-    panels = [("packets/s", 0), ("IRQs/s", 1), ("packets per IRQ", 2), ("squeezes/s", 3)]
-    height = TOP + len(panels) * (PANEL + 12) + (len(devices) + len(containers)) * BAND + 60
-    img = Image.new("RGB", (WIDTH, height), "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    span = max(end - start, 1e-9)
-    plot_w = WIDTH - LEFT - RIGHT
-
-    def x(t: float) -> float:
-        return LEFT + (t - start) / span * plot_w
-
-    draw.text((LEFT, 10), f"lxcwatch flight recorder {stamp(start)} .. {stamp(end)}", fill="black", font=font)
-    y0 = TOP
-    colour = {d: COLOURS[i % len(COLOURS)] for i, d in enumerate(devices)}
-    for title, index in panels:
-        top, bottom = y0, y0 + PANEL
-        values = [f[index] for s in window for f in s["n"].values() if f[index] is not None]
-        peak = max(values, default=0) or 1.0
-        draw.rectangle((LEFT, top, LEFT + plot_w, bottom), outline=(180, 180, 180))
-        draw.text((5, top + PANEL // 2 - 6), title, fill="black", font=font)
-        draw.text((LEFT - 5, top), si(peak), fill="black", font=font, anchor="ra")
-        draw.text((LEFT - 5, bottom), "0", fill="black", font=font, anchor="rd")
-        for d in devices:
-            points = [(x(s["t"]), bottom - (s["n"][d][index] or 0) / peak * (PANEL - 4))
-                      for s in window if d in s["n"] and s["n"][d][index] is not None]
-            if len(points) > 1:
-                draw.line(points, fill=colour[d], width=2)
-        for t, signature, device, _ in events:
-            if start <= t <= end:
-                draw.line((x(t), top, x(t), bottom), fill=EVENT, width=1)
-        y0 = bottom + 12
-    for d in devices:  # mode band: amber while NAPI-heavy
-        draw.text((5, y0 + 4), f"{d} mode", fill="black", font=font)
-        for a, b in zip(window, window[1:]):
-            fig = a["n"].get(d)
-            if fig:
-                draw.rectangle((x(a["t"]), y0 + 2, x(b["t"]), y0 + BAND - 4), fill=HEAVY if fig[4] else CALM)
-        y0 += BAND
-    for c in containers:
-        draw.text((5, y0 + 4), c[:14], fill="black", font=font)
-        for a, b in zip(window, window[1:]):
-            state = a.get("x", {}).get(c)
-            if state:
-                draw.rectangle((x(a["t"]), y0 + 2, x(b["t"]), y0 + BAND - 4), fill=STATE_COLOURS.get(state, (255, 200, 0)))
-        y0 += BAND
-    for t, signature, device, _ in events:
-        if start <= t <= end:
-            draw.polygon([(x(t) - 5, y0 + 2), (x(t) + 5, y0 + 2), (x(t), y0 + 12)], fill=EVENT)
-    y0 += 16
-    for i in range(6):  # time axis
-        t = start + span * i / 5
-        draw.line((x(t), y0, x(t), y0 + 5), fill="black")
-        draw.text((x(t), y0 + 7), datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S"), fill="black", font=font, anchor="ma")
-    draw.text((LEFT + plot_w // 2, y0 + 22), "time (local)", fill="black", font=font, anchor="ma")
-    lx, ly = LEFT + plot_w + 15, TOP
-    for d in devices:  # legend
-        draw.line((lx, ly + 6, lx + 20, ly + 6), fill=colour[d], width=3)
-        draw.text((lx + 25, ly), d, fill="black", font=font)
-        ly += 16
-    for label, fill in (("NAPI-heavy", HEAVY), ("interrupt-driven", CALM), ("kernel event", EVENT)):
-        draw.rectangle((lx, ly + 2, lx + 20, ly + 10), fill=fill)
-        draw.text((lx + 25, ly), label, fill="black", font=font)
-        ly += 16
-    img.save(path, "PNG")
-    return img.size
-
-
-def window_of(found: flight_recorder.Scan, view: ring_survey.RunView, around: float | None,
+def window_of(found: ring_format.Scan, view: ring_survey.RunView, around: float | None,
               minutes: float) -> tuple[list[dict], int, float]:
     """The run's samples in the window as dicts with their time "t", how many did not decode, and the window's end."""
     samples = view.samples
@@ -275,58 +151,3 @@ def window_of(found: flight_recorder.Scan, view: ring_survey.RunView, around: fl
             else:
                 window.append({"t": r.time, **data})
     return window, skipped, end
-
-
-def read(path: str) -> flight_recorder.Scan:
-    try:
-        found = flight_recorder.read(path)
-    except FileNotFoundError:
-        raise RuntimeFailure(f"{path}: no flight recorder ring there (see --recorder.path)") from None
-    except OSError as e:
-        raise RuntimeFailure(f"{path}: {e.strerror}") from None
-    if not found.records and found.old_format:
-        raise RuntimeFailure(f"{path}: a ring of the old format (LXFR records, lxcwatch before records named their run): "
-                             "not understood by this version")
-    if not any(r.kind == SAMPLE for r in found.records):
-        raise RuntimeFailure(f"{path}: no samples recorded")
-    return found
-
-
-def write(out: str, text: str, window: list[dict], start: float, end: float, events) -> list[str]:
-    paths = [os.path.join(out, "summary.txt"), os.path.join(out, "timeline.png")]
-    try:
-        os.makedirs(out, exist_ok=True)
-        with open(paths[0], "w") as f:
-            f.write(text)
-        timeline(window, start, end, events, paths[1])
-    except OSError as e:
-        raise RuntimeFailure(f"{e.filename or out}: cannot write the postmortem: {e.strerror or e}") from None
-    return paths
-
-
-def run(args) -> int:
-    if args.minutes <= 0:
-        raise UsageError(f"invalid --minutes {args.minutes}: must be positive")
-    around = parse_time(args.around) if args.around is not None else None
-    found = read(args.ring)
-    current = flight_recorder.boot_id()
-    views = [v for v in ring_survey.runs(found.records) if v.samples]
-    if around is not None:
-        started = [v for v in views if v.samples[0].time <= around]
-        view = started[-1] if started else views[-1]
-    else:
-        view = choose(views, current)
-    window, skipped, end = window_of(found, view, around, args.minutes)
-    if not window:
-        raise RuntimeFailure(f"no samples between {stamp(end - args.minutes * 60)} and {stamp(end)}")
-    start = window[0]["t"]  # a run shorter than the window fills the picture
-    newest = view.records[-1] is found.records[-1]
-    status = ring_survey.state(view, newest, current, ring_survey.lock_holders(args.ring))
-    boot = view.run.boot
-    events = kernel_events(boot, args.journal)
-    pstore = klog.count(klog.pstore_lines(args.pstore)) if status == ring_survey.UNCLEAN and boot != current else {}
-    head = [run_line(view, status, current), f"samples in window: {len(window)}",
-            *damage_lines(args.ring, found, view, skipped)]
-    paths = write(args.out, summary(head, window, start, end, events, pstore), window, start, end, events)
-    print("\n".join(paths))
-    return 0

@@ -1,10 +1,9 @@
 """What a flight recorder ring holds for postmortem: its runs, how each ended (or that it still runs), and the damage."""
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 
-from lxcwatch.blackbox.flight_recorder import SAMPLE, START, STOP, Broken, Record, Run, Scan
+from lxcwatch.blackbox.ring_format import SAMPLE, START, STOP, Broken, Record, Run, Scan
 
 GAP = 1.5  # intervals between two samples of a run beyond which at least one sample is missing
 
@@ -43,24 +42,6 @@ def runs(records: list[Record]) -> list[RunView]:
             view = views[r.run.key] = RunView(r.run, [])
         view.records.append(r)
     return sorted(views.values(), key=lambda v: v.records[0].seq)
-
-
-def lock_holders(path: str, locks: str = "/proc/locks") -> set[int] | None:
-    """Pids holding a flock on the file (the agent holds its ring's for its whole run), None if /proc/locks is unreadable.
-    /proc/locks prints "1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF", MAJ and MIN in hex (fs/locks.c)."""
-    try:
-        st = os.stat(path)
-        with open(locks) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    holders = set()
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == me:  # "->" lines (waiters) have FLOCK later
-            holders.add(int(fields[4]))
-    return holders
 
 
 RUNNING, STOPPED, UNCLEAN, UNKNOWN = "running", "stopped", "unclean", "unknown"

@@ -9,9 +9,9 @@ replicas entering that mode together on a tg3 driver whose NAPI path could panic
 
 from dataclasses import dataclass, field, replace
 
-from lxcwatch.kernel.ethtool_coalesce import Coalesce
 from lxcwatch.core.rates import CpuRates, NicRates, cpu_rates, ksoftirqd_shares, nic_rates
 from lxcwatch.core.snapshot import Snapshot
+from lxcwatch.kernel.ethtool_coalesce import Coalesce
 
 # The fixed set of reasons an operator can read. Tuned reasons win: polling that was configured is
 # still polling, but it is not the load-driven slide the page is about.
@@ -73,6 +73,7 @@ class Verdict:
     host: Mode = Mode()  # the host verdict: a promiscuous or bridged NIC heavy, or pressure
     host_evidence: str = "none"  # "nic", "softnet_pressure", "none" or UNKNOWN
     host_missing: tuple[str, ...] = ()  # why the host verdict is unknown this sample ("" sources: known)
+    cpus: dict[int, CpuRates] = field(default_factory=dict)  # this interval's per-CPU rates (the flight recorder's)
 
     @property
     def host_known(self) -> bool:
@@ -198,7 +199,7 @@ def step(prev: Verdict, before: Snapshot, now: Snapshot, t: Thresholds) -> Verdi
     if evidence == UNKNOWN:
         pressure_missing = pressure_missing or rate_sources
     pressure = prev.pressure if pressure_missing else advance(prev.pressure, evidence, now.timestamp, t)
-    return _host(prev, now, nics, pressure, evidence, pressure_missing)
+    return replace(_host(prev, now, nics, pressure, evidence, pressure_missing), cpus=cpus)
 
 
 def _host(prev: Verdict, now: Snapshot, nics: dict[str, NicVerdict], pressure: Mode, pressure_evidence: str,
@@ -230,3 +231,8 @@ def _exposed(s: Snapshot, device: str) -> bool:
     """A NIC the incident is about: promiscuous (the bridge made it so) or a bridge/bond port."""
     link = s.links.get(device)
     return link is not None and (link.promiscuous or bool(link.master))
+
+
+def mode_name(heavy: bool) -> str:
+    """The one name of each mode, in logs and in `lxcwatch status`."""
+    return "napi_heavy" if heavy else "interrupt"

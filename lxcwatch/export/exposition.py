@@ -1,32 +1,12 @@
 """Metric families and their text and OpenMetrics exposition, written for a scrape of ~15k samples in a few ms."""
 
 import math
-from dataclasses import dataclass, field
+
+from lxcwatch.core.family import Family
+from lxcwatch.export import negotiation
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the classic format every Prometheus reads
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-@dataclass(slots=True)
-class Family:
-    """One metric family. `name` has no `_total`: counters get it on their samples, as both formats want."""
-
-    name: str
-    type: str  # "counter" or "gauge"
-    help: str
-    labels: tuple[str, ...] = ()
-    samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
-
-    def add(self, values: list[str] | tuple[str, ...], value: float) -> None:
-        self.samples.append((tuple(values), value))
-
-
-def counter(name: str, doc: str, labels: list[str]) -> Family:
-    return Family(f"lxcwatch_{name}", "counter", doc, tuple(labels))
-
-
-def gauge(name: str, doc: str, labels: list[str] | None = None) -> Family:
-    return Family(f"lxcwatch_{name}", "gauge", doc, tuple(labels or ()))
 
 
 def label_value(value: str) -> str:
@@ -89,8 +69,5 @@ def from_client(metrics) -> list[Family]:
 
 
 def negotiate(accept: str) -> tuple[bool, str]:
-    """(openmetrics?, content type) for an Accept header; Prometheus asks for OpenMetrics first."""
-    for part in accept.split(","):
-        if part.split(";")[0].strip() == "application/openmetrics-text":
-            return True, OPENMETRICS
-    return False, TEXT
+    """(openmetrics?, content type) for an Accept header (negotiation.wants_openmetrics)."""
+    return (True, OPENMETRICS) if negotiation.wants_openmetrics(accept) else (False, TEXT)

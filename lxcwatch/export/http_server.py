@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
-from lxcwatch.export.exposition import Family
+from lxcwatch.core.family import Family
 
 log = logging.getLogger("lxcwatch.http")
 

@@ -3,14 +3,13 @@
 import json
 from dataclasses import asdict
 
-from lxcwatch.core.classifier import UNKNOWN, Verdict
+from lxcwatch.core.classifier import UNKNOWN, Verdict, mode_name
 from lxcwatch.core.rates import cpu_rates, nic_rates
-from lxcwatch.sampler import mode_name
 from lxcwatch.core.snapshot import Snapshot
 
 
 def _mode(evidence: str) -> str:
-    """This interval's evidence in the agent's words (sampler.mode_name): napi_heavy, interrupt or unknown."""
+    """This interval's evidence in the agent's words (classifier.mode_name): napi_heavy, interrupt or unknown."""
     return UNKNOWN if evidence == UNKNOWN else mode_name(evidence != "none")
 
 
@@ -86,3 +85,16 @@ def to_text(data: dict) -> str:
     for name, error in sorted(data["failed_collectors"].items()):
         out.append(f"warning: collector {name} failed: {error}")
     return "\n".join(out)
+
+
+def status_line(snap: Snapshot, verdict: Verdict) -> str:
+    """What `systemctl status` shows: the host's mode, the heavy NICs, failing collectors."""
+    heavy = [f"{device} ({v.mode.reason})" for device, v in sorted(verdict.nics.items()) if v.mode.heavy]
+    host = f"NAPI-heavy ({verdict.host.reason})" if verdict.host.heavy else "interrupt-driven"
+    if not verdict.host_known:  # the held mode is no answer: say why there is none
+        host = f"verdict unknown ({', '.join(verdict.host_missing)} failed)"
+    parts = [f"host {host}", "heavy NICs: " + (", ".join(heavy) or "none")]
+    failing = sorted(name for name, result in snap.collectors.items() if not result.success)
+    if failing:
+        parts.append("failing collectors: " + ", ".join(failing))
+    return "; ".join(parts)

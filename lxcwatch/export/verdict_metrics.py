@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 
 from lxcwatch.core.classifier import HOST_REASONS, REASONS, Verdict
-from lxcwatch.export.exposition import Family, counter, gauge
+from lxcwatch.core.family import Family, counter, gauge
 
 
 def render(v: Verdict) -> Iterator[Family]:

@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Callable
 
+import systemd.daemon
 from prometheus_client.process_collector import ProcessCollector
 
-from lxcwatch.export import exposition, metrics
-from lxcwatch.export.basic_auth import BasicAuth
 from lxcwatch.errors import RuntimeFailure
+from lxcwatch.export import exposition, metrics, negotiation
+from lxcwatch.export.basic_auth import BasicAuth
 from lxcwatch.export.http_server import BACKLOG, Request, Response
 from lxcwatch.export.web_config import WebConfig
 
@@ -25,7 +26,7 @@ PROCESS_EVERY = 1.0
 class Exposition:
     """Renders the latest snapshot once per snapshot and format; every other scrape is a cache hit. The process's
     own figures (prometheus_client's process collector, at most once a second) and `live` families are rendered at
-    each scrape."""
+    each scrape: the exporter metrics, which --web.disable-exporter-metrics leaves out."""
 
     def __init__(self, sampler, agent: metrics.Agent):
         self.sampler = sampler
@@ -34,6 +35,7 @@ class Exposition:
         self._lock = threading.Lock()
         self.extra = lambda: []  # more families, rendered with each new snapshot
         self.live = lambda: []  # more families, rendered at each scrape
+        self.exporter_metrics = True  # the process's and `live` families are served
         self._process = ProcessCollector(registry=None)
         self._process_read: tuple[float, list] = (-PROCESS_EVERY, [])  # (when, families)
 
@@ -41,8 +43,8 @@ class Exposition:
         """The exposition in parts, to be written one after the other, and its content type."""
         openmetrics, content_type = exposition.negotiate(accept)
         snap, verdict = self.sampler.current
-        now = exposition.render([metrics.sample_age(snap, time.monotonic()), *self._process_families(), *self.live()],
-                                openmetrics)
+        own = [*self._process_families(), *self.live()] if self.exporter_metrics else []
+        now = exposition.render([metrics.sample_age(snap, time.monotonic()), *own], openmetrics)
         agent = self.agent
         with self._lock:
             cached = self._cache.get(content_type)
@@ -81,7 +83,7 @@ def make_app(exposition: Exposition, telemetry_path: str) -> Callable[[Request],
         if request.path == telemetry_path:
             body, content_type = exposition.render(request.headers.get("accept", ""))
             headers = [("Content-Type", content_type)]
-            if "gzip" in request.headers.get("accept-encoding", ""):
+            if negotiation.wants_gzip(request.headers.get("accept-encoding", "")):
                 body = gzip.compress(b"".join(body), compresslevel=1)
                 headers.append(("Content-Encoding", "gzip"))
             return Response(200, headers, body)
@@ -92,22 +94,55 @@ def make_app(exposition: Exposition, telemetry_path: str) -> Callable[[Request],
     return app
 
 
-def guard(app: Callable[[Request], Response], web: WebConfig | None) -> Callable[[Request], Response]:
-    """Basic auth (401 for any path) and the configured response headers in front of `app`."""
-    if web is None or not (web.users or web.headers):
+def guard(app: Callable[[Request], Response], web: Callable[[], WebConfig] | None) -> Callable[[Request], Response]:
+    """Basic auth (401 for any path) and the response headers of the web config in force (web_config.Watcher) in
+    front of `app`."""
+    if web is None:
         return app
-    auth = BasicAuth(web.users) if web.users else None
+    checker: list = [(None, None)]  # (config, its BasicAuth): built again (one bcrypt) only when the config changes
 
     def guarded(request: Request) -> Response:
+        config = web()
+        known, auth = checker[0]
+        if known is not config:
+            auth = BasicAuth(config.users) if config.users else None
+            checker[0] = config, auth
         if auth and not auth.check(request.headers.get("authorization", "")):
             response = Response(401, [("WWW-Authenticate", 'Basic realm="lxcwatch"'), ("Content-Type", "text/plain")],
                                 b"unauthorized\n")
         else:
             response = app(request)
-        response.headers.extend(web.headers)
+        response.headers.extend(config.headers)
         return response
 
     return guarded
+
+
+def systemd_sockets() -> list[socket.socket]:
+    """The listening sockets systemd passed to this process ($LISTEN_PID, $LISTEN_FDS; sd_listen_fds(3))."""
+    fds = systemd.daemon.listen_fds()  # and unsets the variables, which a child must not take for its own
+    if not fds:
+        raise RuntimeFailure("--web.systemd-socket: systemd passed no socket (no $LISTEN_FDS for this process); "
+                             "start lxcwatch.socket, or listen with --web.listen-address")
+    sockets = []
+    for fd in fds:
+        try:
+            s = socket.socket(fileno=fd)
+            listening = s.family in (socket.AF_INET, socket.AF_INET6) and s.type == socket.SOCK_STREAM and \
+                s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            listening = False
+        if not listening:
+            raise RuntimeFailure(f"--web.systemd-socket: descriptor {fd} from systemd is not a listening TCP socket "
+                                 "(want ListenStream=PORT or ADDRESS:PORT in the .socket unit)")
+        sockets.append(s)
+    return sockets
+
+
+def address_of(s: socket.socket) -> str:
+    """Where `s` listens, as --web.listen-address spells it."""
+    host, port = s.getsockname()[:2]
+    return f"[{host}]:{port}" if s.family == socket.AF_INET6 else f"{host}:{port}"
 
 
 def parse_address(address: str) -> tuple[str, int]:

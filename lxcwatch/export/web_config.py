@@ -1,14 +1,19 @@
-"""--web.config.file in the exporter-toolkit format: TLS, basic auth users and response headers, validated at start."""
+"""--web.config.file in the exporter-toolkit format: TLS, basic auth users and response headers, validated at start
+and read again when the file or a file it names changes."""
 
+import logging
 import os
 import re
 import ssl
+import threading
 from dataclasses import dataclass, field
 
 import yaml
 
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.sources.root import CERT_CAP, CONFIG_CAP, read_bytes
+
+log = logging.getLogger("lxcwatch")
 
 CLIENT_AUTH = {  # exporter-toolkit name -> verify mode
     "NoClientCert": ssl.CERT_NONE,
@@ -235,3 +240,71 @@ def load(path: str) -> WebConfig:
     except Invalid as e:
         raise (RuntimeFailure if e.runtime else UsageError)(f"{flag}: {e}") from None
     return WebConfig(config.tls, config.users, config.headers, context)
+
+
+def _stamp(path: str) -> tuple | None:
+    """What changes when a file is rewritten, replaced by a rename or removed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+class Watcher:
+    """The web config in force: `current()` reads the file again when it, a certificate, the key or the client CA
+    changed, as exporter-toolkit reads them for each TLS handshake and each request (a few stat() calls here).
+    Every new TLS handshake asks it for its certificate; a change that does not load keeps the config in force,
+    logged once, with lxcwatch_web_config_last_reload_successful at 0. TLS turned on or off needs a restart."""
+
+    def __init__(self, path: str, config: WebConfig):
+        self.path, self.config, self.loaded = path, config, True
+        self._lock = threading.Lock()
+        self._stamps = self._stamp_files()
+        self.on_change: list = []  # callables given each new config once it is in force
+        self._hook(config.context)
+
+    def _names(self) -> tuple:
+        tls = self.config.tls
+        return (self.path, *((tls.cert_file, tls.key_file, tls.client_ca_file) if tls else ()))
+
+    def _stamp_files(self) -> tuple:
+        return tuple(_stamp(name) if name else None for name in self._names())
+
+    def _hook(self, context: ssl.SSLContext | None) -> None:
+        if context is not None:
+            context.sni_callback = self._handshake  # called for every ClientHello, with or without SNI
+
+    def _handshake(self, sock: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        current = self.current().context
+        if current is not None and current is not context:
+            sock.context = current  # this handshake already presents the new certificate
+
+    def current(self) -> WebConfig:
+        stamps = self._stamp_files()
+        if stamps != self._stamps:
+            with self._lock:
+                if stamps != self._stamps:
+                    self._reload(stamps)
+        return self.config
+
+    def _reload(self, stamps: tuple) -> None:
+        self._stamps = stamps  # a failed load is logged once, not at each request, until a file changes again
+        try:
+            new = load(self.path)
+            if (new.tls is None) != (self.config.tls is None):
+                raise UsageError(f"--web.config.file={self.path}: TLS turned {'off' if new.tls is None else 'on'}; "
+                                 "restart needed to apply it")
+        except (UsageError, RuntimeFailure) as e:
+            self.loaded = False
+            log.error("web config not reloaded, keeping the one in force", extra={"err": str(e)})
+            return
+        self._hook(new.context)
+        names = self._names()
+        self.config, self.loaded = new, True
+        if self._names() != names:  # other files now: watch those (the stamps taken before loading are safe:
+            self._stamps = self._stamp_files()  # a change while loading makes one more reload, not a missed one)
+        for call in self.on_change:
+            call(new)
+        log.info("web config reloaded", extra={"path": self.path, "tls": new.tls is not None,
+                                               "users": len(new.users)})

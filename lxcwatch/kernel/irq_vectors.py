@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass
 
 from lxcwatch.kernel.interrupts import Interrupts
-from lxcwatch.sources.nics import Nic
+from lxcwatch.kernel.nic import Nic
 
 # Vectors that carry no packets: virtio "config", i40e/ice "misc", mlx5 "async", ena "mgmnt", "event", "link".
 _CONTROL = re.compile(r"(?:^|[-_@:.])(?:config|misc|async|mgmnt|event|link|lsc)\d*(?:$|[-_@:.])", re.IGNORECASE)

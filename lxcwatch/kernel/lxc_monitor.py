@@ -7,7 +7,6 @@ command line and is the monitor itself."""
 
 from dataclasses import dataclass
 
-from lxcwatch.kernel import pid_stat
 from lxcwatch.errors import ParseError
 
 MONITOR_TITLE = "[lxc monitor] "
@@ -41,21 +40,6 @@ def _option(args: list[str], short: str, long: str) -> str | None:
         if arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
             return arg[len(short):]
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class PidStat:
-    ppid: int
-    starttime: int  # clock ticks (USER_HZ) after boot
-
-
-def parse_pid_stat(text: str) -> PidStat:
-    """/proc/PID/stat: ppid (field 4) and starttime (field 22), counted after the parenthesised comm."""
-    values = pid_stat.fields(text, 22)
-    try:
-        return PidStat(int(values[1]), int(values[19]))
-    except ValueError:
-        raise ParseError("PID/stat", "ppid or starttime is not a number") from None
 
 
 def parse_nspid(status: str) -> tuple[int, ...] | None:

@@ -5,9 +5,9 @@ import fcntl
 import os
 import socket
 import struct
-from dataclasses import dataclass
 
 from lxcwatch.kernel.ethtool_coalesce import Coalesce
+from lxcwatch.kernel.link import Driver
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003
@@ -20,12 +20,6 @@ _DRVINFO = struct.Struct("=I32s32s32s32s32s12s5I")
 _COALESCE = struct.Struct("=23I")
 
 
-@dataclass(frozen=True, slots=True)
-class Driver:
-    driver: str = ""
-    version: str = ""
-    firmware: str = ""
-    bus_info: str = ""
 
 
 def _text(raw: bytes) -> str:

@@ -1,41 +1,12 @@
-"""CPU time of the kernel threads that run deferred receive work: ksoftirqd/N and threaded NAPI's napi/DEV-ID."""
+"""Finds the kernel threads of deferred receive work (lxcwatch/kernel/kthread.py) and reads their CPU time."""
 
 import os
-import re
-from dataclasses import dataclass
 
 from lxcwatch.kernel import pid_stat
-from lxcwatch.errors import ParseError
+from lxcwatch.kernel.kthread import KernelThread, identify
 from lxcwatch.sources.root import Root, read_attr
 
-_KSOFTIRQD = re.compile(r"ksoftirqd/(\d+)")
-_NAPI = re.compile(r"napi/(.+)-(\d+)")
 RESCAN_SAMPLES = 60  # threads come and go rarely (CPU hotplug, `threaded` toggled): look again every minute
-
-
-@dataclass(frozen=True, slots=True)
-class KernelThread:
-    pid: int
-    name: str  # comm, e.g. "ksoftirqd/3" or "napi/eth0-8193"
-    cpu: int | None  # the CPU a ksoftirqd thread is bound to
-    device: str | None  # the interface a napi thread polls for
-
-
-def parse_pid_stat(text: str) -> int:
-    """utime + stime in USER_HZ ticks from /proc/PID/stat (fields 14 and 15, after the parenthesised comm)."""
-    values = pid_stat.fields(text, 15)
-    try:
-        return int(values[11]) + int(values[12])
-    except ValueError:
-        raise ParseError("PID/stat", "utime or stime is not a number") from None
-
-
-def identify(pid: int, comm: str) -> KernelThread | None:
-    if m := _KSOFTIRQD.fullmatch(comm):
-        return KernelThread(pid, comm, int(m.group(1)), None)
-    if m := _NAPI.fullmatch(comm):
-        return KernelThread(pid, comm, None, m.group(1))
-    return None
 
 
 class KernelThreads:
@@ -67,5 +38,5 @@ class KernelThreads:
             if text is None:
                 self._age = RESCAN_SAMPLES
                 continue
-            ticks[thread] = parse_pid_stat(text)
+            ticks[thread] = pid_stat.parse(text).cpu_ticks
         return ticks

@@ -14,25 +14,25 @@ import re
 from dataclasses import dataclass, field
 
 from lxcwatch.core import lxc_config
-from lxcwatch.kernel import net_dev
-from lxcwatch.sources import netns
-from lxcwatch.sources.cgroup_fs import CgroupFs, CgroupUsage, ContainerCgroups, parse_proc_cgroup
 from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
+from lxcwatch.core.probe_spec import ProbeSpec
 from lxcwatch.errors import ParseError
-from lxcwatch.sources.root import CONFIG_CAP, Root, open_regular, read_attr, read_text
+from lxcwatch.kernel import net_dev, pid_stat
+from lxcwatch.kernel.cgroup import CgroupUsage, ContainerCgroups, parse_proc_cgroup
 from lxcwatch.kernel.lxc_monitor import (
     MonitorIdentity,
-    PidStat,
     is_namespace_init,
     parse_btime,
     parse_children,
     parse_monitor_cmdline,
-    parse_pid_stat,
     parse_pids,
 )
-from lxcwatch.sources.openfiles import OpenFiles
-from lxcwatch.sources.probes import ProbeFile, ProbeRunner, ProbeSpec
 from lxcwatch.kernel.proc_stat import USER_HZ
+from lxcwatch.sources import netns
+from lxcwatch.sources.cgroup_fs import CgroupFs
+from lxcwatch.sources.openfiles import OpenFiles
+from lxcwatch.sources.probes import ProbeFile, ProbeRunner
+from lxcwatch.sources.root import CONFIG_CAP, Root, open_regular, read_attr, read_text
 
 log = logging.getLogger("lxcwatch.lxc")
 
@@ -333,7 +333,7 @@ class LxcHost:
             return False
         if kept:
             return True
-        stat = parse_pid_stat(text)
+        stat = pid_stat.parse(text)
         return stat.ppid == run.monitor_pid and stat.starttime == run.starttime
 
     def _run(self, name: str, monitor: _Monitor) -> _Run | None:
@@ -363,7 +363,7 @@ class LxcHost:
         dirs = list(run.cgroups.dirs.values()) + [f"{self._class_net}/{device}" for device, _, _ in run.veths]
         self.files.forget_under(tuple(d + "/" for d in [run.proc, *dirs]))
 
-    def _find_init(self, monitor: _Monitor) -> tuple[int, PidStat] | None:
+    def _find_init(self, monitor: _Monitor) -> tuple[int, pid_stat.PidStat] | None:
         """The monitor's child that is PID 1 of its own PID namespace. Children come from
         /proc/PID/task/PID/children (CONFIG_PROC_CHILDREN), else from the lxc.payload cgroup next door."""
         pid = str(monitor.pid)
@@ -378,7 +378,7 @@ class LxcHost:
             status = read_attr(self.procfs.join(str(child), "status"))
             if stat_text is None or status is None:
                 continue
-            stat = parse_pid_stat(stat_text)
+            stat = pid_stat.parse(stat_text)
             if stat.ppid == monitor.pid and is_namespace_init(status):
                 return child, stat
         return None

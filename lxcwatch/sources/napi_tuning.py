@@ -1,30 +1,11 @@
-"""NAPI tuning per NIC (threaded, napi_defer_hard_irqs, gro_flush_timeout) and the net.core sysctls that bound polling."""
-
-from dataclasses import dataclass
+"""Reads NAPI tuning per NIC (threaded, napi_defer_hard_irqs, gro_flush_timeout) and net.core sysctls."""
 
 from lxcwatch.kernel.ethtool_coalesce import Coalesce
+from lxcwatch.kernel.napi import Napi, NapiTuning
 from lxcwatch.sources.root import Root
 
-SYSCTLS = ("netdev_budget", "netdev_budget_usecs", "netdev_max_backlog", "busy_poll", "busy_read")
 
-
-@dataclass(frozen=True, slots=True)
-class NapiTuning:
-    """None: the kernel has no such attribute (threaded: 5.12+, napi_defer_hard_irqs: 5.10+)."""
-
-    threaded: bool | None
-    defer_hard_irqs: int | None
-    gro_flush_timeout_ns: int | None
-    coalesce: Coalesce | None = None  # None: the driver has no coalescing ops (or the tree does not say)
-
-
-@dataclass(frozen=True, slots=True)
-class Napi:
-    nics: dict[str, NapiTuning]
-    sysctls: dict[str, int]  # net.core.* name -> value (packets or microseconds, as the kernel has it)
-
-
-def read(procfs: Root, sysfs: Root, nics: list[str], coalesce: dict[str, Coalesce]) -> Napi:
+def read(procfs: Root, sysfs: Root, nics: list[str], coalesce: dict[str, Coalesce], sysctls: tuple[str, ...]) -> Napi:
     tuning = {}
     for name in nics:
         threaded = sysfs.int_attr("class", "net", name, "threaded")
@@ -34,9 +15,5 @@ def read(procfs: Root, sysfs: Root, nics: list[str], coalesce: dict[str, Coalesc
             gro_flush_timeout_ns=sysfs.int_attr("class", "net", name, "gro_flush_timeout"),
             coalesce=coalesce.get(name),
         )
-    sysctls = {}
-    for name in SYSCTLS:
-        value = procfs.int_attr("sys", "net", "core", name)
-        if value is not None:
-            sysctls[name] = value
-    return Napi(tuning, sysctls)
+    values = {name: procfs.int_attr("sys", "net", "core", name) for name in sysctls}
+    return Napi(tuning, {name: v for name, v in values.items() if v is not None})

@@ -13,10 +13,10 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from lxcwatch.sources.ethtool import Driver, drvinfo
+from lxcwatch.kernel.link import Driver, Link
+from lxcwatch.kernel.nic import Nic
+from lxcwatch.sources.ethtool import drvinfo
 from lxcwatch.sources.root import Root
-from lxcwatch.sources.sysfs_links import Link
-from lxcwatch.sources.nics import Nic
 
 log = logging.getLogger("lxcwatch.netlink")
 

@@ -1,17 +1,9 @@
 """Which interfaces are physical NICs, their bus device and their IRQs, found by device, not by name."""
 
 import os
-from dataclasses import dataclass
 
+from lxcwatch.kernel.nic import Nic
 from lxcwatch.sources.root import Root
-
-
-@dataclass(frozen=True, slots=True)
-class Nic:
-    name: str
-    bus_info: str  # PCI address ("0000:3b:00.0"), as `ethtool -i` prints it
-    driver: str  # from the device's driver link
-    irqs: tuple[str, ...]  # MSI/MSI-X vectors of the bus device, else its INTx line
 
 
 def _bus_device(sysfs: Root, name: str) -> str | None:

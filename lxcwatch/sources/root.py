@@ -132,6 +132,16 @@ class Root:
         except ValueError:
             return None
 
+    def read_bytes(self, *parts: str, limit: int) -> bytes:
+        return read_bytes(self.join(*parts), limit)
+
+    def readlink(self, *parts: str) -> str | None:
+        """A symlink's target as written; None when absent or not a link."""
+        try:
+            return os.readlink(self.join(*parts))
+        except OSError:
+            return None
+
     def link_name(self, *parts: str) -> str | None:
         """Basename of a symlink's target (`master` -> "br0", `driver` -> "tg3"); None when absent."""
         return read_link_name(self.join(*parts))
@@ -145,3 +155,9 @@ class Root:
     def realpath(self, *parts: str) -> str | None:
         path = self.join(*parts)
         return os.path.realpath(path) if os.path.lexists(path) else None
+
+
+def is_live(sysfs: str) -> bool:
+    """Whether the agent reads the running kernel rather than a tree: netlink, ethtool ioctls, perf events and
+    /dev/kmsg describe only that kernel, so they are used only then."""
+    return os.path.realpath(sysfs) == "/sys"

@@ -1,31 +1,11 @@
 """Link metadata (kind, master, flags, driver) read from a sysfs tree: the source when --path.sysfs is not /sys."""
 
 import os
-from dataclasses import dataclass, field
 
 from lxcwatch.errors import Partial
-from lxcwatch.sources.ethtool import Driver
+from lxcwatch.kernel.link import ARPHRD_LOOPBACK, Driver, Link
+from lxcwatch.kernel.nic import Nic
 from lxcwatch.sources.root import Root, read_attr, read_link_name
-from lxcwatch.sources.nics import Nic
-
-IFF_PROMISC = 0x100
-ARPHRD_LOOPBACK = 772
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    name: str
-    ifindex: int
-    kind: str  # physical, bridge, veth, vlan, bond, loopback, or the netlink kind of other virtual links
-    master: str  # bridge or bond this link is a port of; "" when none
-    operstate: str
-    flags: int | None  # raw device flags (IFF_PROMISC includes bridge- and tcpdump-induced); None: unreadable
-    promiscuity: int | None  # IFLA_PROMISCUITY reference count; None when read from a sysfs tree
-    driver: Driver = field(default_factory=Driver)
-
-    @property
-    def promiscuous(self) -> bool | None:
-        return None if self.flags is None else bool(self.flags & IFF_PROMISC)
 
 
 def _kind(sysfs: Root, name: str, entries: list[str], nics: dict[str, Nic]) -> str:

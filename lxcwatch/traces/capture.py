@@ -2,28 +2,19 @@
 
 import os
 
-from lxcwatch.sources import host as collectors
+from lxcwatch import collectors
 from lxcwatch.kernel import ethtool_coalesce, napi_poll
-from lxcwatch.sources.root import ATTR_CAP, PROC_CAP, PROC_CAPS, Root, read_attr, read_bytes
-from lxcwatch.sources.kthreads import RESCAN_SAMPLES, identify
+from lxcwatch.kernel.kthread import identify
+from lxcwatch.sources.host import live_coalesce, napi_poll_devices
+from lxcwatch.sources.kthreads import RESCAN_SAMPLES
 from lxcwatch.sources.nics import NicDirectory
 from lxcwatch.sources.perf_napi_poll import PerfNapiPolls
-from lxcwatch.traces.tree import Tree
+from lxcwatch.sources.root import ATTR_CAP, PROC_CAP, PROC_CAPS, Root
+from lxcwatch.traces.trace import Tree
 
-PROC_FILES = (
-    "interrupts",
-    "softirqs",
-    "stat",
-    "net/softnet_stat",
-    "net/dev",
-    "sys/net/core/netdev_budget",
-    "sys/net/core/netdev_budget_usecs",
-    "sys/net/core/netdev_max_backlog",
-    "sys/net/core/busy_poll",
-    "sys/net/core/busy_read",
-    napi_poll.SOURCE,  # not kernel files: on a tree they are copied; on the live host LiveCounts writes them
-    ethtool_coalesce.SOURCE,
-)
+# What the collectors read from procfs (their `files`): on a tree, files no kernel has (napi_poll.SOURCE,
+# ethtool_coalesce.SOURCE) are copied; on the live host LiveCounts writes them.
+PROC_FILES = tuple(dict.fromkeys(f for c in collectors.ALL.values() for f in c.files))
 # Attributes that change while a host runs: re-read every sample (docs/trace-format.md); `master` is a link.
 LINK_VOLATILE = ("flags", "operstate", "carrier", "threaded", "napi_defer_hard_irqs", "gro_flush_timeout")
 LINK_ATTRS = ("ifindex", "iflink", "type", "uevent", "brport/state") + LINK_VOLATILE
@@ -31,10 +22,10 @@ LINK_DIRS_WITH_ATTRS = ("bridge", "bonding")  # presence marks the kind; a few s
 
 
 class Reader:
-    """Reads paths relative to one root (procfs or sysfs) into a Tree, under the trace prefix (proc or sys)."""
+    """Copies paths of one Root (procfs or sysfs) into a Tree, under the trace prefix (proc or sys)."""
 
     def __init__(self, root: str, prefix: str, tree: Tree):
-        self.root = root
+        self.root = Root(root)
         self.prefix = prefix
         self.tree = tree
 
@@ -43,7 +34,7 @@ class Reader:
         is left out."""
         limit = PROC_CAPS.get(rel, PROC_CAP) if self.prefix == "proc" else ATTR_CAP
         try:
-            data = read_bytes(os.path.join(self.root, rel), limit)
+            data = self.root.read_bytes(rel, limit=limit)
         except OSError:
             return False
         self.tree.files[f"{self.prefix}/{rel}"] = data.decode("utf-8", "surrogateescape")
@@ -51,9 +42,8 @@ class Reader:
 
     def link(self, rel: str) -> str | None:
         """A relative symlink that stays inside the root; returns its target relative to the root."""
-        try:
-            target = os.readlink(os.path.join(self.root, rel))
-        except OSError:
+        target = self.root.readlink(rel)
+        if target is None:
             return None
         resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
         if os.path.isabs(target) or resolved.startswith(".."):
@@ -62,14 +52,11 @@ class Reader:
         return resolved
 
     def listdir(self, rel: str) -> list[str]:
-        try:
-            return sorted(os.listdir(os.path.join(self.root, rel)))
-        except OSError:
-            return []
+        return sorted(self.root.listdir(rel))
 
     def real(self, rel: str) -> str:
         """The path of rel with every symlink resolved, relative to the root."""
-        return os.path.relpath(os.path.realpath(os.path.join(self.root, rel)), os.path.realpath(self.root))
+        return os.path.relpath(os.path.realpath(self.root.join(rel)), os.path.realpath(self.root.path))
 
 
 def capture_proc(proc: Reader) -> None:
@@ -82,7 +69,7 @@ def capture_kthreads(proc: Reader) -> None:
     for pid in proc.listdir("."):
         if not pid.isdigit():
             continue
-        comm = read_attr(os.path.join(proc.root, pid, "comm"))
+        comm = proc.root.attr(pid, "comm")
         if comm is None:
             continue
         if identify(int(pid), comm) and proc.file(f"{pid}/stat"):
@@ -182,14 +169,14 @@ class LiveCounts:
         self.unavailable = ""  # why the trace carries no poll counts ("" while it does)
 
     def add(self, tree: Tree) -> None:
-        reading = self.polls.read(collectors.napi_poll_devices(self.nics, self.include))
+        reading = self.polls.read(napi_poll_devices(self.nics, self.include))
         self.unavailable = reading.unavailable
         polls_path, coalesce_path = f"proc/{napi_poll.SOURCE}", f"proc/{ethtool_coalesce.SOURCE}"
         if reading.unavailable:
             tree.files.pop(polls_path, None)
         else:
             tree.files[polls_path] = napi_poll.format_counts(reading.counts)
-        tree.files[coalesce_path] = ethtool_coalesce.format_values(collectors.live_coalesce(self.nics.current()))
+        tree.files[coalesce_path] = ethtool_coalesce.format_values(live_coalesce(self.nics.current()))
 
     def close(self) -> None:
         self.polls.close()

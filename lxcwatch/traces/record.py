@@ -2,20 +2,16 @@
 
 import math
 import os
-import re
 import signal
 import sys
 import threading
 import time
 
 from lxcwatch import config
-from lxcwatch.traces import tree as trace
+from lxcwatch.errors import RuntimeFailure
+from lxcwatch.sources.root import is_live
+from lxcwatch.traces import trace
 from lxcwatch.traces.capture import Capturer, LiveCounts
-from lxcwatch.sources.host import is_live
-from lxcwatch.errors import RuntimeFailure, UsageError
-
-_SIZE = re.compile(r"(\d+)(B|KB|MB|GB|KiB|MiB|GiB)?")
-_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 
 def add_arguments(p) -> None:
@@ -25,14 +21,6 @@ def add_arguments(p) -> None:
     p.add_argument("--max-size", dest="max_size", default="64MiB", metavar="SIZE",
                    help="stop before the compressed trace would grow past this, e.g. 64MiB, 10MB, 1024 (default 64MiB)")
     config.add_napi_poll_include_flag(p, "record (on the live host)")
-
-
-def size(text: str) -> int:
-    """Bytes from "64MiB", "10MB", "1024"."""
-    m = _SIZE.fullmatch(text)
-    if not m or int(m.group(1)) == 0:
-        raise UsageError(f"invalid size {text!r}: want e.g. 64MiB, 10MB, 1024")
-    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 def _kernel_attr(procfs: str, name: str) -> str:
@@ -62,7 +50,7 @@ def record(writer: trace.Writer, capturer: Capturer, interval: float, count: int
 
 def run(args) -> int:
     duration, interval = config.duration(args.duration), config.duration(args.interval)
-    max_size = size(args.max_size)
+    max_size = config.size(args.max_size)
     config.check_roots(args.procfs, args.sysfs)
     count = max(1, math.ceil(duration / interval - 1e-9))  # samples at t = 0, interval, ... below duration
     include = config.napi_poll_include(args)

@@ -35,6 +35,10 @@ def assert_flat(samples: list[tuple[int, int]], what: str) -> None:
     assert sizes[-1] <= max(sizes[:len(sizes) // 2]) * 1.10 + 2 * MiB, f"{what}: RSS grew {sizes}"
 
 
+def state(e, name: str) -> str | None:
+    on = [s.labels["state"] for s in e.find("lxcwatch_container_state", container=name) if s.value == 1]
+    return on[0] if on else None
+
 def container_paths(root: Path, k: int) -> list[str]:
     """Every path of synthetic container k (bench/synthetic_containers.py), relative to the tree's root."""
     name, monitor, init = f"ct{k:04d}", 10_000 + 4 * k, 10_001 + 4 * k

@@ -11,11 +11,12 @@ from tests.support.agent import Agent
 from tests.support.paths import HOSTS
 
 from lxcwatch.core import containers
-from lxcwatch.sources.cgroup_fs import CgroupUsage
+from lxcwatch.kernel.cgroup import CgroupUsage
 from lxcwatch.sources.host import Sources
 from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
 from lxcwatch.sampler import Sampler
-from lxcwatch.core.snapshot import CollectorResult, build
+from lxcwatch.collectors import build
+from lxcwatch.core.snapshot import CollectorResult
 
 # ---------------------------------------------------------------- states: a pure function of readings
 

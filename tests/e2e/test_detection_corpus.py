@@ -9,7 +9,7 @@ import pytest
 from tests.support import detection
 from tests.support import tracegen
 from tests.support.paths import CORPUS
-from lxcwatch.traces import capture, tree as trace
+from lxcwatch.traces import capture, trace
 from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.export import metrics
 from lxcwatch.core.classifier import Thresholds

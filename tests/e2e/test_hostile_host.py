@@ -15,13 +15,12 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from lxcwatch.sources.host import COLLECTORS
+from lxcwatch.collectors import ALL as COLLECTORS
 from tests.support.agent import Agent, free_port, lxcwatch_binary, run_measured, wait_until
 from tests.support.paths import HOSTS
 from tests.e2e.test_probes import full_listener

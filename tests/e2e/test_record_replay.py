@@ -14,9 +14,10 @@ import pytest
 
 from tests.support.agent import POLL, lxcwatch_binary
 from tests.e2e.test_e2e_golden import HOSTS
-from lxcwatch.traces import capture, replay, tree as trace
+
+from lxcwatch.traces import capture, replay, trace
 from lxcwatch import cli
-from lxcwatch.traces.tree import Record, Tree
+from lxcwatch.traces.trace import Record, Tree
 
 
 def tree_of(root) -> Tree:

@@ -9,7 +9,7 @@ import pytest
 from tests.support import lxcenv
 from tests.support import netlab
 from tests.support.agent import Agent
-from tests.e2e.test_churn import WAVES, assert_flat, footprint
+from tests.e2e.test_churn import WAVES, assert_flat, footprint, state
 
 pytestmark = pytest.mark.slow
 
@@ -20,11 +20,6 @@ def ip_batch(lines: list[str]) -> None:
     out = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-
-
-def state(e, name: str) -> str | None:
-    on = [s.labels["state"] for s in e.find("lxcwatch_container_state", container=name) if s.value == 1]
-    return on[0] if on else None
 
 
 @pytest.mark.live

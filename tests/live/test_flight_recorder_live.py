@@ -2,6 +2,7 @@
 and sampling goes on."""
 
 from lxcwatch.blackbox import flight_recorder as fr
+from lxcwatch.blackbox import ring_format
 from lxcwatch.core.classifier import Verdict
 from tests.e2e.test_flight_recorder import BOOT_A, snapshot
 
@@ -22,10 +23,10 @@ def test_disk_full_counts_errors_and_sampling_goes_on(tiny_tmpfs, caplog):
     recorder.sampled(snapshot(3001), Verdict())
     recorder.stop()
     records = fr.read(str(tiny_tmpfs / "flight.ring")).records
-    samples = [r.time for r in records if r.kind == fr.SAMPLE]
+    samples = [r.time for r in records if r.kind == ring_format.SAMPLE]
     assert samples[:recorder.records - 3] == [1764000000.0 + s for s in range(1, recorder.records - 2)]
     assert samples[-1] == 1764000000.0 + 3001  # it writes again once there is room
-    assert records[-1].kind == fr.STOP
+    assert records[-1].kind == ring_format.STOP
     # The ring itself keeps the count: the stop record carries every failure counted before it.
     assert records[-1].errors == recorder.errors
     assert records[0].errors == 0

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.agent import lxcwatch_binary
 from lxcwatch.blackbox import flight_recorder as fr
-from lxcwatch.blackbox import postmortem as pm
+from lxcwatch.blackbox import ring_format
 from lxcwatch.core.classifier import Verdict
 from tests.e2e.test_flight_recorder import snapshot
 from tests.e2e.test_postmortem import (T0, damage_lines, kill_9, parse_stamp, postmortem, recorded, records, report, run_line,
@@ -40,7 +40,7 @@ def test_a_crash_in_an_earlier_boot_survives_a_wrapped_ring(tmp_path):
     finally:
         kill_9(agent)
     found = fr.read(str(ring)).records
-    assert found[0].seq > 1 and found[0].kind == fr.SAMPLE  # wrapped: the run's start record is overwritten
+    assert found[0].seq > 1 and found[0].kind == ring_format.SAMPLE  # wrapped: the run's start record is overwritten
     assert {r.run.boot for r in found} == {earlier}
     agent = tg3_agent(ring, tmp_path, "--recorder.size=64KiB")
     try:
@@ -76,7 +76,7 @@ def test_failed_writes_show_as_a_gap_and_the_count_the_agent_kept(tiny_tmpfs, tm
         recorder.sampled(snapshot(k), Verdict())
     recorder.stop()
     found = fr.read(str(ring)).records
-    last_before = max(r.time for r in found if r.kind == fr.SAMPLE and r.time < T0 + 3001)
+    last_before = max(r.time for r in found if r.kind == ring_format.SAMPLE and r.time < T0 + 3001)
     summary = report(ring, tmp_path / "out")
     lines = damage_lines(summary)
     assert f"  write errors counted by the agent: {recorder.errors} (by its last record)" in lines, lines

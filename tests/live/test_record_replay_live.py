@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.support.agent import Agent
-from lxcwatch.traces import tree as trace
+from lxcwatch.traces import trace
 from tests.e2e.test_record_replay import lxcwatch, path_args
 
 

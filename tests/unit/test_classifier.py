@@ -10,16 +10,19 @@ import pytest
 from tests.support.agent import lxcwatch_binary
 from tests.support.paths import DOCS, REPO
 from lxcwatch.core.classifier import REASONS, Mode, Thresholds, Verdict, advance, boundary, step
-from lxcwatch.sources.ethtool import Driver
+from lxcwatch.kernel.link import Driver
 from lxcwatch.kernel.ethtool_coalesce import Coalesce
 from lxcwatch.kernel.irq_vectors import NicIrq
-from lxcwatch.sources.kthreads import KernelThread
-from lxcwatch.sources.sysfs_links import Link
-from lxcwatch.sources.napi_tuning import Napi, NapiTuning
+from lxcwatch.kernel.kthread import KernelThread
+from lxcwatch.kernel.link import Link
+from lxcwatch.kernel.napi import Napi, NapiTuning
 from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.core.rates import NicRates
-from lxcwatch.core.snapshot import CollectorResult, Interrupts, Softirqs, build
+from lxcwatch.collectors import build
+from lxcwatch.collectors.interrupts import Interrupts
+from lxcwatch.collectors.softirqs import Softirqs
+from lxcwatch.core.snapshot import CollectorResult
 from lxcwatch.kernel.softnet_stat import SoftnetRow
 
 DEFAULTS = Thresholds()  # the agent's defaults; each value is pinned in test_defaults_are_the_documented_numbers

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from lxcwatch.kernel import ethtool_coalesce, napi_poll
-from lxcwatch.traces import tree as trace
+from lxcwatch.traces import trace
 from tests.support import paths
 
 CORPUS = paths.CORPUS / "live"

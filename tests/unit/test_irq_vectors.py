@@ -4,7 +4,7 @@ import pytest
 
 from lxcwatch.kernel import interrupts
 from lxcwatch.kernel.irq_vectors import assign
-from lxcwatch.sources.nics import Nic
+from lxcwatch.kernel.nic import Nic
 
 HEADER = "           CPU0       CPU1\n"
 

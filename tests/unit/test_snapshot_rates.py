@@ -3,11 +3,14 @@
 import pytest
 
 from lxcwatch.kernel.irq_vectors import NicIrq
-from lxcwatch.sources.kthreads import KernelThread
+from lxcwatch.kernel.kthread import KernelThread
 from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.core.rates import cpu_rates, ksoftirqd_shares, nic_rates
-from lxcwatch.core.snapshot import CollectorResult, Interrupts, Softirqs, build
+from lxcwatch.collectors import build
+from lxcwatch.collectors.interrupts import Interrupts
+from lxcwatch.collectors.softirqs import Softirqs
+from lxcwatch.core.snapshot import CollectorResult
 from lxcwatch.kernel.softnet_stat import SoftnetRow
 
 OK = CollectorResult(True, 0.001)

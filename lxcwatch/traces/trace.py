@@ -63,9 +63,9 @@ def _removed(prev: Tree, curr: Tree) -> tuple[str, ...]:
 
 
 def delta(prev: Tree, curr: Tree, t: float) -> Record:
-    """The record that turns prev into curr."""
-    files = {p: text for p, text in curr.files.items() if prev.files.get(p) != text}
-    links = {p: target for p, target in curr.links.items() if prev.links.get(p) != target}
+    """The record that turns prev into curr; paths in sorted order, so a trace does not depend on the order of capture."""
+    files = {p: text for p, text in sorted(curr.files.items()) if prev.files.get(p) != text}
+    links = {p: target for p, target in sorted(curr.links.items()) if prev.links.get(p) != target}
     return Record(t, files, links, _removed(prev, curr))
 
 
