@@ -15,7 +15,7 @@ $(RUN_STAMP): pyproject.toml scripts/debian-packages
 	$(VENV)/bin/pip install --quiet -e .
 	touch $(RUN_STAMP)
 
-# ... and the test extra: pytest and its plugins, Ansible, the Grafana SDK, psutil for the benches.
+# ... and the test extra (pyproject.toml): pytest and pytest-xdist, import-linter, Ansible, the Grafana SDK, Pillow, psutil.
 $(STAMP): $(RUN_STAMP)
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
