@@ -12,7 +12,8 @@ def pytest_collection_modifyitems(items):
     """Every test carries the marker of its tier's directory (tests/live/... is `live`), so `-m` selects tiers."""
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
-        assert tier in TIERS, f"{item.nodeid}: a test lives in one of tests/{{{','.join(TIERS)}}}/"
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in the directory of its tier, tests/{{{','.join(TIERS)}}}/")
         item.add_marker(tier)
 
 
