@@ -2,8 +2,6 @@
 series of gone objects disappear (a stopped container keeps its STOPPED series until it is destroyed) and RSS stays
 flat."""
 
-import subprocess
-
 import pytest
 
 from tests.support import lxcenv
@@ -14,12 +12,6 @@ from tests.e2e.test_churn import WAVES, assert_flat, footprint, state
 pytestmark = pytest.mark.slow
 
 VETHS_PER_WAVE = 250  # pairs: 2000 pairs, 4000 links over the run
-
-
-def ip_batch(lines: list[str]) -> None:
-    out = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
 
 
 @pytest.mark.live
@@ -36,8 +28,8 @@ def test_live_veth_and_container_churn():
     try:
         for wave in range(WAVES):
             names = [f"lxwk{wave}{i:03d}{tag}" for i in range(VETHS_PER_WAVE)]
-            ip_batch([f"link add {n}a type veth peer name {n}b" for n in names])
-            ip_batch([f"link set {n}a up" for n in names])
+            netlab.ip_batch([f"link add {n}a type veth peer name {n}b" for n in names])
+            netlab.ip_batch([f"link set {n}a up" for n in names])
             cts = []
             if wave % 3 == 0:  # real containers are slow to make: a few every third wave
                 cts = [lxc.create(f"k{wave}{i}", path) for i in range(4)]
@@ -47,7 +39,7 @@ def test_live_veth_and_container_churn():
             agent.wait_for(lambda e: made <= e.devices() and all(state(e, c.name) == "RUNNING" for c in cts),
                            f"wave {wave}: links and containers listed", timeout=60)
 
-            ip_batch([f"link del {n}a" for n in names])
+            netlab.ip_batch([f"link del {n}a" for n in names])
             for ct in cts[:2]:
                 ct.lxc("lxc-stop", "-k")
             for ct in cts[2:]:
@@ -70,7 +62,7 @@ def test_live_veth_and_container_churn():
         agent.stop()
         left = [n for n in netlab.leftovers() if n.startswith("lxwk")]
         if left:
-            ip_batch([f"link del {n}" for n in left if n.endswith("a")])
+            netlab.ip_batch([f"link del {n}" for n in left if n.endswith("a")])
         problems = lxc.cleanup()
         lab.cleanup()
         assert not problems and not netlab.leftovers(), problems

@@ -58,12 +58,6 @@ def test_live_veth_deleted_while_agent_runs(live):
         agent.stop()
 
 
-def ip_batch(lines: list[str]) -> None:
-    out = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-
-
 def kernel_links() -> set[str]:
     return {line.split(":")[1].strip().split("@")[0] for line in
             netlab.ip("-o", "link", "show").stdout.splitlines()}
@@ -83,11 +77,11 @@ def test_live_netlink_overflow_resyncs(live):
         os.kill(agent.proc.pid, 19)  # SIGSTOP: events pile up in its socket buffer, unread
         try:
             for _ in range(2):  # each add + delete of a pair sends several RTM_NEWLINK/RTM_DELLINK
-                ip_batch([f"link add {name}a type veth peer name {name}b" for name in names])
-                ip_batch([f"link set {name}a up" for name in names])
-                ip_batch([f"link del {name}a" for name in names])
+                netlab.ip_batch([f"link add {name}a type veth peer name {name}b" for name in names])
+                netlab.ip_batch([f"link set {name}a up" for name in names])
+                netlab.ip_batch([f"link del {name}a" for name in names])
             keep = names[:5]  # these stay: the resynced table must list them
-            ip_batch([f"link add {name}a type veth peer name {name}b" for name in keep])
+            netlab.ip_batch([f"link add {name}a type veth peer name {name}b" for name in keep])
         finally:
             os.kill(agent.proc.pid, 18)  # SIGCONT
         deadline = time.monotonic() + 30

@@ -17,6 +17,14 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return out
 
 
+def ip_batch(lines: list[str]) -> None:
+    """`ip -force -batch`: thousands of link commands in one process; fails with the end of ip's complaints."""
+    out = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", capture_output=True,
+                         text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"ip -batch: {out.stderr[-2000:]}")
+
+
 def unavailable() -> str | None:
     """Why namespace tests cannot run here, or None."""
     if os.geteuid() != 0:
