@@ -122,3 +122,17 @@ def test_least_detail_keeps_every_rule_input():
                  "lxcwatch_container_veth_attached", "lxcwatch_container_veth_up"):
         assert gone not in names, gone
     assert {s.labels["container"] for s in e.find("lxcwatch_container_running")} == containers
+
+
+@pytest.mark.slow
+def test_the_documented_command_prints_the_documented_tables():
+    """docs/metrics.md's command, run as written: every table row it prints is in the doc (~7 min: the big host)."""
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    command = re.search(r"^\.venv/bin/python bench/cardinality\.py --hosts$", doc, re.M).group(0).split()
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and not line.startswith("| unit")
+            and not line.startswith("| host")]
+    assert len(rows) == 5 + 3, out.stdout
+    for row in rows:
+        assert f"\n{row}\n" in doc, row
