@@ -2,6 +2,7 @@
 device include/exclude (rendering only: a NIC left out still counts for the verdict) and the lxc detail switches."""
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ LEAST = {"link": 0, "container": 13}  # veths excluded from the link collectors;
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    return cardinality.per_unit(str(tmp_path_factory.mktemp("trees")), interval="200ms")
+    return cardinality.per_unit(str(tmp_path_factory.mktemp("trees")), interval="100ms")
 
 
 def documented() -> dict[str, tuple[int, int]]:
@@ -83,6 +84,23 @@ def test_include_and_exclude_on_the_real_agent():
         assert e.value("lxcwatch_bridge_ports", bridge="br0") == 4  # eth0, eth1, vethA, vethB: excluded ones count
         assert e.value("lxcwatch_host_napi_verdict_known") == 1
         assert {s.labels["device"] for s in e.find("lxcwatch_nic_napi_verdict_known")} == {"eth0", "eth1"}
+    finally:
+        agent.stop()
+
+
+def test_a_reload_applies_the_filters(tmp_path):
+    flags = tmp_path / "lxcwatch"
+    flags.write_text('ARGS="--collector.netdev.device-exclude=^eth0$ --no-collector.lxc.veths"\n')
+    agent = Agent([*tree_args("lxc-hybrid"), f"--config.file={flags}"])
+    try:
+        e = agent.wait_for(lambda e: e.find("lxcwatch_link_receive_packets_total"), "link counters")
+        assert not e.find("lxcwatch_link_receive_packets_total", device="eth0") and not e.find("lxcwatch_container_veth_up")
+        flags.write_text('ARGS="--collector.netdev.device-include=^eth0$"\n')
+        agent.proc.send_signal(signal.SIGHUP)
+        e = agent.wait_for(lambda e: e.find("lxcwatch_link_receive_packets_total", device="eth0")
+                           and e.find("lxcwatch_container_veth_up"), "the reloaded flags")
+        assert {s.labels["device"] for s in e.find("lxcwatch_link_receive_packets_total")} == {"eth0"}
+        assert e.value("lxcwatch_config_last_reload_successful") == 1
     finally:
         agent.stop()
 
