@@ -25,7 +25,7 @@ def env():
     finally:
         problems = lxc.cleanup() if lxc else []
         lab.cleanup()
-        left = netlab.leftovers()
+        left = netlab.leftovers(lab.suffix)  # only this lab's: other tests may run beside it
         assert not problems and not left, f"not removed: {problems + left}"
 
 
