@@ -3,7 +3,7 @@
 Each per-unit figure is the difference between two agents' expositions on trees that differ by that unit only
 (synthetic_host.py for CPUs, NICs, queues and links; synthetic_containers.py for containers, whose own series, the
 lxcwatch_container_* families, are counted: the series of a container's host veth are those of a link).
-Run: python bench/cardinality.py [--hosts]  (--hosts adds the small, typical and big hosts: ~1 min)"""
+Run: python bench/cardinality.py [--hosts]  (--hosts adds the small, typical and big hosts: ~5 min)"""
 
 import argparse
 import os

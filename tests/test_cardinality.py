@@ -144,7 +144,7 @@ def test_least_detail_keeps_every_rule_input():
 
 @pytest.mark.slow
 def test_the_documented_command_prints_the_documented_tables():
-    """docs/metrics.md's command, run as written: every table row it prints is in the doc (~7 min: the big host)."""
+    """docs/metrics.md's command, run as written: every table row it prints is in the doc (~5 min: the big host)."""
     doc = (REPO / "docs" / "metrics.md").read_text()
     command = re.search(r"^\.venv/bin/python bench/cardinality\.py --hosts$", doc, re.M).group(0).split()
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
