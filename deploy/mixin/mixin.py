@@ -260,7 +260,7 @@ def dashboard_link(c: Config, uid: str, variables: list[str]) -> str:
     names = {"cluster": c.cluster_label} if c.cluster_label else {}
     query = "&".join(f"var-{v}={{{{ $labels.{names.get(v, v)} }}}}" for v in variables
                      if v != "cluster" or c.cluster_label)
-    return f"{c.dashboard_url}/d/{uid}/{uid}?{query}"
+    return f"{c.dashboard_url}/d/{uid}/{uid}" + (f"?{query}" if query else "")
 
 
 def alert(c: Config, name: str, expr: str, severity: str, summary: str, description: str, tier: str,
@@ -353,7 +353,8 @@ def host_alerts(c: Config) -> list[Rule]:
               f"and on ({h}) (up{s()} == 1)",
               "warning", "A member of a replica group answers but no longer reports its membership.",
               "{{ $labels.instance }} was replica {{ $labels.replica }} of group {{ $labels.replica_group }} and "
-              "still answers, but exports no lxcwatch_replica_info: no group alert counts it any more.", HOST, host,
+              "still answers, but exports no lxcwatch_replica_info: its NAPI verdict no longer counts toward the "
+              "group's page.", HOST, host,
               comment="No silent nothing: a member that drops --replica.group leaves its group's alerts silently."),
         alert(c, "LxcwatchContainerNotRunning",
               f"(\n  (lxcwatch_container_running{s()} == 0)\n  and on ({h}, container) "
