@@ -208,3 +208,15 @@ def test_every_dashboard_panel_returns_data(the_lab):
         if not the_lab.prometheus.query_range(expr, start, time.time(), step=5):
             empty.append(f"{uid} / {title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+def test_instance_variable_follows_the_replica_group(the_lab):
+    """The instance variable's query: all hosts for "All" groups, only the chosen group's members otherwise."""
+    def instances(replica_group):
+        found = set()
+        for _, _, expr in queries.variable_queries(job="lxcwatch", replica_group=replica_group):
+            found |= {r["metric"]["instance"] for r in the_lab.prometheus.query(expr)}
+        return found
+    every = {r.target for r in the_lab.replicas if r.group != "shipped"}  # the second stack scrapes those
+    assert instances(".*") == every
+    assert instances("pair") == {the_lab.replica("pair", "a").target, the_lab.replica("pair", "b").target}
