@@ -162,6 +162,15 @@ def test_shipped_rule_files_and_dashboards_are_the_generated_defaults():
     assert r.returncode == 0, r.stderr
 
 
+def test_the_role_rewrites_the_runbook_url_the_mixin_writes():
+    """The Ansible role points the rules' runbook URLs at lxcwatch_runbook_url by replacing the config's base."""
+    import yaml
+    base = yaml.safe_load((MIXIN.parent / "config.yml").read_text())["runbook_url"]
+    role = (ROOT / "deploy" / "ansible" / "roles" / "lxcwatch" / "tasks" / "monitoring.yml").read_text()
+    assert f'lxcwatch_runbook_prefix: "{base}#"' in role
+    assert (ROOT / "deploy" / "ansible" / "roles" / "lxcwatch" / "files" / "lxcwatch.rules.yml").resolve() == RULES
+
+
 def test_mixin_check_detects_a_stale_file(tmp_path):
     assert run("python3", str(MIXIN), "--no-dashboards", "--out", str(tmp_path)).returncode == 0
     assert run("python3", str(MIXIN), "--no-dashboards", "--out", str(tmp_path), "--check").returncode == 0
