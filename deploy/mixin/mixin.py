@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CONFIG = HERE / "config.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
-HOST, GLOBAL = "host", "global"
+HOST, GLOBAL = "host", "global"  # the tiers: per Prometheus (per-host partials), global view (groups)
 GROUPED = 'replica_group!=""'  # members only: older agents of no group export replica_group=""
 BRIDGED = 'master!=""'  # links that are ports of a bridge or bond
-NOTHING = 'driver="", driver!=""'  # an empty known-bad list  # the tiers: per Prometheus (per-host partials), global view (groups)
+NOTHING = 'driver="", driver!=""'  # an empty known-bad list
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,10 @@ class Config:
 def load(path: Path = CONFIG) -> Config:
     """The configuration at path, checked; a clear message names what is wrong."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    keys = {f.replace("for_", "for") for f in Config.__dataclass_fields__}
+    if not isinstance(raw, dict) or set(raw) != keys:
+        got = set(raw) if isinstance(raw, dict) else set()
+        raise ValueError(f"{path}: missing {sorted(keys - got)}, unknown {sorted(got - keys)}")
     raw["for_"] = raw.pop("for")
     config = Config(**raw)
     if "replica_group" not in config.group_labels:
@@ -131,10 +134,15 @@ def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def member_info(c: Config) -> str:
+    """The agent's replica membership, one series per member host."""
+    return f"max by ({c.member}) (lxcwatch_replica_info{c.sel(GROUPED)})"
+
+
 def host_partials(c: Config) -> list[Rule]:
     """Per-host series, each carrying the group labels: all a group rule reads."""
-    h, m, s = c.host, c.member, c.sel
-    info = f"max by ({m}) (lxcwatch_replica_info{s(GROUPED)})"
+    h, s = c.host, c.sel
+    info = member_info(c)
     return [
         Rule("instance:lxcwatch_replica_info:last_known", tier=HOST, comment=(
             "Last known replica membership of every target: what the agent exports now (it wins when the labels\n"
@@ -182,10 +190,9 @@ and on ({h})
 
 
 def heavy_partial(c: Config) -> Rule:
-    info = f"max by ({c.member}) (lxcwatch_replica_info{c.sel(GROUPED)})"
     return Rule("instance:lxcwatch_host_napi_heavy:member", tier=HOST, comment=(
         "Members whose host verdict is NAPI-heavy now: the page counts them in the same evaluation."),
-        expr=f"{info}\nand on ({c.host}) (lxcwatch_host_napi_heavy{c.sel()} == 1)")
+        expr=f"{member_info(c)}\nand on ({c.host}) (lxcwatch_host_napi_heavy{c.sel()} == 1)")
 
 
 def host_slow(c: Config) -> list[Rule]:
@@ -519,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         c = load(args.config)
-    except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
+    except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"mixin: {e}", file=sys.stderr)
         return 2
     files = outputs(c) | ({} if args.no_dashboards else dashboards(c))
