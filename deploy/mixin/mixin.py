@@ -529,7 +529,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"mixin: {e}", file=sys.stderr)
         return 2
-    files = outputs(c) | ({} if args.no_dashboards else dashboards(c))
+    try:
+        files = outputs(c) | ({} if args.no_dashboards else dashboards(c))
+    except KeyError as e:
+        print(f"mixin: {args.config}: no `for` or `thresholds` entry {e}", file=sys.stderr)
+        return 2
     stale = []
     for path, text in files.items():
         path = args.out / path.name if args.out else path
