@@ -5,7 +5,7 @@ RUN_STAMP := $(VENV)/.installed-run
 STAMP     := $(VENV)/.installed
 ARGS      ?=
 
-.PHONY: run check test bench bench-containers bench-napi-poll golden mutation clean dist
+.PHONY: run check test bench bench-containers bench-napi-poll golden mixin mutation clean dist
 
 # What the agent needs to run: the package and its runtime dependencies, no test tools.
 $(RUN_STAMP): pyproject.toml scripts/debian-packages
@@ -32,6 +32,10 @@ check: $(STAMP)
 # Every tier: unit, e2e, live (root, the real kernel, LXC), lab (Prometheus, Alertmanager), deploy (systemd hosts).
 test: $(STAMP)
 	$(VENV)/bin/pytest $(ARGS)
+
+# Regenerate the rule files and dashboards from deploy/mixin/config.yml (docs/alerting.md).
+mixin: $(STAMP)
+	$(PY) deploy/mixin/mixin.py
 
 # Rewrite the end-to-end golden files after an intended change of the exposition.
 golden: $(STAMP)
