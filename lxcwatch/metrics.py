@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 
 from lxcwatch import verdict_metrics
 from lxcwatch.classifier import Verdict
@@ -84,10 +85,11 @@ NETDEV = (
 
 def _netdev(s: Snapshot) -> Iterator[Family]:
     names = sorted(s.netdev)
+    keys, counters = [(name,) for name in names], [s.netdev[name] for name in names]
     for field, doc in NETDEV:
         family = _counter(f"link_{field}", doc, ["device"])
-        for name in names:
-            family.add([name], getattr(s.netdev[name], field))
+        value = attrgetter(field)
+        family.samples = [(key, value(c)) for key, c in zip(keys, counters)]  # 8 x 1000 links: no add() per sample
         yield family
 
 
