@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench bench-containers bench-napi-poll golden mutation clean dist
+.PHONY: run test bench bench-scaling bench-containers bench-napi-poll golden mutation clean dist
 
 $(STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
@@ -25,6 +25,10 @@ golden: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py $(ARGS)
+
+# CPU per sample and per scrape on trees of a few sizes: how the cost grows with CPUs, links and containers.
+bench-scaling: $(STAMP)
+	$(PY) bench/scaling.py $(ARGS)
 
 # CPU per sample of the lxc collector: 50 real busybox containers (root) and a 500-container tree.
 bench-containers: $(STAMP)

@@ -114,6 +114,7 @@ def run(load: Callable[[], Settings]) -> int:
     server = http_server.Server(sockets, app, settings.web_config.context if settings.web_config else None,
                                 settings.web_limits)
     exposition.live = server.families
+    sampler.on_sample.append(exposition.prepare)  # after the black box: its families are part of the rendering
     server.start()
     log.info("listening", extra={"addresses": ",".join(settings.listen), "collectors": ",".join(settings.collectors),
                                  "procfs": settings.procfs, "sysfs": settings.sysfs})

@@ -2,6 +2,7 @@
 
 import errno
 import html
+import logging
 import os
 import socket
 import threading
@@ -17,6 +18,8 @@ from lxcwatch.basic_auth import BasicAuth
 from lxcwatch.errors import RuntimeFailure
 from lxcwatch.http_server import BACKLOG, Request, Response
 from lxcwatch.web_config import WebConfig
+
+log = logging.getLogger("lxcwatch.http")
 
 # The process collector reads three /proc files (~0.2 ms): at most once per this many seconds, so that concurrent
 # scrapers do not multiply it (Prometheus scrapes every few seconds at most; each then gets values read for it).
@@ -35,11 +38,14 @@ class Rendered:
     gzip_head: bytes = b""
     compressor: object = None  # zlib.Compress after a Z_SYNC_FLUSH of `body`; None until first needed
 
-    def gzip(self, tail: bytes) -> list[bytes]:
+    def compress(self) -> None:
         if self.compressor is None:
             compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip wrapper
             self.gzip_head = compressor.compress(self.body) + compressor.flush(zlib.Z_SYNC_FLUSH)
             self.compressor = compressor
+
+    def gzip(self, tail: bytes) -> list[bytes]:
+        self.compress()
         end = self.compressor.copy()
         return [self.gzip_head, end.compress(tail) + end.flush()]
 
@@ -47,7 +53,8 @@ class Rendered:
 class Exposition:
     """Renders the latest snapshot once per snapshot and format, and compresses it at most once; every other scrape
     is a cache hit. The process's own figures (prometheus_client's process collector, at most once a second) and
-    `live` families are rendered (and compressed) at each scrape."""
+    `live` families are rendered (and compressed) at each scrape. Where scrapes come at least as often as samples,
+    `prepare` renders each new snapshot as soon as it is taken, so that no scrape waits for that."""
 
     def __init__(self, sampler, agent: metrics.Agent):
         self.sampler = sampler
@@ -59,6 +66,8 @@ class Exposition:
         self.live = lambda: []  # more families, rendered at each scrape
         self._process = ProcessCollector(registry=None)
         self._process_read: tuple[float, list] = (-PROCESS_EVERY, [])  # (when, families)
+        # per content type: (openmetrics, gzip asked last, last snapshot served, snapshots served in a row)
+        self._served: dict[str, tuple[bool, bool, int, int]] = {}
 
     def render(self, accept: str, gzip: bool = False) -> tuple[list[bytes], str]:
         """The exposition in parts, to be written one after the other (with `gzip`: one gzip stream), and its
@@ -67,17 +76,37 @@ class Exposition:
         snap, verdict = self.sampler.current
         now = exposition.render([metrics.sample_age(snap, time.monotonic()), *self._process_families(), *self.live()],
                                 openmetrics)
-        key = (snap.seq, self.agent)
         with self._lock:
-            cached = self._cache.get(content_type)
-            if not cached or cached.key != key:
-                families = metrics.families(snap, key[1], self.sampler.overruns, verdict, self.extra())
-                writer = self._writers.setdefault(content_type, exposition.Writer())
-                cached = Rendered(key, writer.render(families, openmetrics, end=False))
-                self._cache[content_type] = cached
+            cached = self._rendered(content_type, openmetrics, snap, verdict)
+            _, _, last, row = self._served.get(content_type, (openmetrics, gzip, 0, 0))
+            row = row if snap.seq == last else row + 1 if snap.seq == last + 1 else 1
+            self._served[content_type] = openmetrics, gzip, snap.seq, row
             if gzip:
                 return cached.gzip(now), content_type
         return [cached.body, now], content_type
+
+    def prepare(self, snap, verdict) -> None:
+        """Sampler callback: in each format whose last two snapshots were both served (scrapes at least as often as
+        samples), render and compress the new snapshot now. Scraped every 15 s, nothing is rendered ahead."""
+        try:
+            with self._lock:
+                for content_type, (openmetrics, gzip, last, row) in self._served.items():
+                    if row >= 2 and last == snap.seq - 1:
+                        cached = self._rendered(content_type, openmetrics, snap, verdict)
+                        if gzip:
+                            cached.compress()
+        except Exception:  # noqa: BLE001  (the sampler goes on; the scrape renders it, or says what failed)
+            log.exception("rendering ahead failed")
+
+    def _rendered(self, content_type: str, openmetrics: bool, snap, verdict) -> Rendered:
+        """The snapshot's Rendered in this format, rendered now if it is not yet; the caller holds the lock."""
+        key = (snap.seq, self.agent)
+        cached = self._cache.get(content_type)
+        if not cached or cached.key != key:
+            families = metrics.families(snap, key[1], self.sampler.overruns, verdict, self.extra())
+            writer = self._writers.setdefault(content_type, exposition.Writer())
+            cached = self._cache[content_type] = Rendered(key, writer.render(families, openmetrics, end=False))
+        return cached
 
     def _process_families(self) -> list[exposition.Family]:
         read_at, families = self._process_read

@@ -98,3 +98,19 @@ def test_a_writer_renders_what_a_fresh_one_does_after_series_change(openmetrics)
     kept = {name: sorted(series) for name, series in writer._prefixes.items()}
     assert kept == {"lxcwatch_link_up": [("eth0",)], "lxcwatch_link_info": [("eth0", 'we"ird\\kind\n')],
                     "lxcwatch_link_receive_bytes_total": [("eth0",)]}  # the last exposition's series only
+
+
+def test_a_new_snapshot_is_rendered_ahead_only_where_every_snapshot_is_scraped(app):
+    sampler, exp, _ = app
+    sampler.on_sample.append(exp.prepare)
+    exp.render(PROMETHEUS_ACCEPT, gzip=True)
+    sampler.sample()  # one snapshot served so far: a scraper every 15 s looks like this, nothing is rendered ahead
+    assert exp._cache[exposition.OPENMETRICS].key[0] == 1
+    exp.render(PROMETHEUS_ACCEPT, gzip=True)  # the second snapshot in a row served
+    sampler.sample()
+    ahead = exp._cache[exposition.OPENMETRICS]
+    assert ahead.key[0] == 3 and ahead.compressor is not None  # rendered and compressed before any scrape asked
+    parts = exp.render(PROMETHEUS_ACCEPT, gzip=True)[0]
+    assert parts[0] is ahead.gzip_head
+    assert "lxcwatch_samples_total 3" in gzip.decompress(b"".join(parts)).decode()
+    assert exposition.TEXT not in exp._cache  # a format nobody asked for is not rendered
