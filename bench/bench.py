@@ -501,7 +501,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs-section", default="figures", metavar="NAME",
                         help="with --write-docs: the section between <!-- bench:NAME:start/end --> (default figures)")
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)  # the measurement's arguments, for the record
+    args.argv = [a for i, a in enumerate(given) if not a.startswith(("--write-docs", "--docs-section"))
+                 and not (i and given[i - 1] == "--docs-section")]
     if args.containers > args.veths:
         parser.error("--containers must not exceed --veths (one veth per container)")
     if min(args.samples, args.scrapes) < 1 or min(args.interval, args.scrape_interval) <= 0:

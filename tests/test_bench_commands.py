@@ -40,7 +40,7 @@ def test_make_bench_scaling_measures_every_size():
 
 
 def test_the_profile_names_where_the_time_goes():
-    out = run(".venv/bin/python bench/profile.py --cprofile", 600)
+    out = run(".venv/bin/python bench/breakdown.py --cprofile", 600)
     for step in ("collector links", "collector interrupts", "metrics.families", "gzip level 1 of the text",
                  "scrape of a snapshot already served"):
         assert re.search(rf"^\s+[\d.]+\s+{re.escape(step)}", out.stdout, re.M), step
