@@ -431,6 +431,8 @@ def verdict(lx: Result, ne: Result, args: argparse.Namespace) -> list[str]:
     lx_load, ne_load = average_load(lx, args), average_load(ne, args)
     rss = max(lx.rss_warm, lx.rss_end)
     out = [
+        "Issue 16's targets, set for the default 128-CPU tree:",
+        "",
         line(f"CPU per sample <= {ms(TARGET_SAMPLE)}", lx.cpu_per_sample <= TARGET_SAMPLE, ms(lx.cpu_per_sample)),
         line(f"CPU per scrape <= {ms(TARGET_SCRAPE)}", lx.cpu_per_scrape <= TARGET_SCRAPE, ms(lx.cpu_per_scrape)),
         line(f"average CPU <= {TARGET_RATIO:g} x node_exporter's", lx_load <= TARGET_RATIO * ne_load,
