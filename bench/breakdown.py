@@ -21,10 +21,13 @@ sys.path.insert(0, str(REPO / "bench"))
 import synthetic_host  # noqa: E402
 from bench import SCRAPE_HEADERS  # noqa: E402
 
-from lxcwatch import classifier, exposition, http, metrics  # noqa: E402
-from lxcwatch.collectors import COLLECTORS, Sources  # noqa: E402
-from lxcwatch.http_server import Request  # noqa: E402
+from lxcwatch.collectors import ALL as COLLECTORS  # noqa: E402
+from lxcwatch.core import classifier  # noqa: E402
+from lxcwatch.export import exposition, metrics  # noqa: E402
+from lxcwatch.export import web as http  # noqa: E402
+from lxcwatch.export.http_server import Request  # noqa: E402
 from lxcwatch.sampler import Sampler  # noqa: E402
+from lxcwatch.sources.host import Sources  # noqa: E402
 
 
 def mean_ms(action, rounds: int) -> float:
@@ -66,7 +69,7 @@ def report(sources: Sources, args: argparse.Namespace) -> None:
     app = http.make_app(http.Exposition(sampler, agent), "/metrics")
     request = Request("GET", "/metrics", {k.lower(): v for k, v in SCRAPE_HEADERS.items()})
     rows = [("sample (every collector, classifier, snapshot)", mean_ms(sampler.sample, n))]
-    rows += [(f"  collector {name}", mean_ms(lambda: COLLECTORS[name](sources), n)) for name in sampler.collectors]
+    rows += [(f"  collector {name}", mean_ms(lambda: COLLECTORS[name].read(sources), n)) for name in sampler.collectors]
     prev = sampler.latest
     sampler.sample()
     snap = sampler.latest

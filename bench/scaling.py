@@ -23,10 +23,12 @@ sys.path.insert(0, str(REPO / "bench"))
 import synthetic_host  # noqa: E402
 from bench import SCRAPE_HEADERS, load_average, machine, write_docs  # noqa: E402
 
-from lxcwatch import http, metrics  # noqa: E402
-from lxcwatch.collectors import COLLECTORS, Sources  # noqa: E402
-from lxcwatch.http_server import Request  # noqa: E402
+from lxcwatch.collectors import ALL as COLLECTORS  # noqa: E402
+from lxcwatch.export import metrics  # noqa: E402
+from lxcwatch.export import web as http  # noqa: E402
+from lxcwatch.export.http_server import Request  # noqa: E402
 from lxcwatch.sampler import Sampler  # noqa: E402
+from lxcwatch.sources.host import Sources  # noqa: E402
 
 RESULT = REPO / "bench" / "out" / "scaling.md"
 MARKERS = ("<!-- bench:scaling:start -->", "<!-- bench:scaling:end -->")

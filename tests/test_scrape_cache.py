@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lxcwatch import exposition, http, metrics
-from lxcwatch.collectors import COLLECTORS, Sources
-from lxcwatch.exposition import Family
-from lxcwatch.http_server import Request
+from lxcwatch.collectors import ALL as COLLECTORS
+from lxcwatch.core import family
+from lxcwatch.core.family import Family
+from lxcwatch.export import exposition, metrics
+from lxcwatch.export import web as http
+from lxcwatch.export.http_server import Request
 from lxcwatch.sampler import Sampler
+from lxcwatch.sources.host import Sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import synthetic_host  # noqa: E402
@@ -72,14 +75,14 @@ def test_the_snapshot_is_compressed_once_and_again_after_a_new_sample(app):
 
 
 def families(devices: list[str], value: float) -> list[Family]:
-    up = exposition.gauge("link_up", "Up.", ["device"])
-    info = exposition.gauge("link_info", "Info.", ["device", "kind"])
-    rx = exposition.counter("link_receive_bytes", "Bytes.", ["device"])
+    up = family.gauge("link_up", "Up.", ["device"])
+    info = family.gauge("link_info", "Info.", ["device", "kind"])
+    rx = family.counter("link_receive_bytes", "Bytes.", ["device"])
     for d in devices:
         up.add([d], 1)
         info.add([d, 'we"ird\\kind\n'], 1)
         rx.add([d], value)
-    plain = exposition.gauge("samples", "No labels.")
+    plain = family.gauge("samples", "No labels.")
     plain.add([], value)
     return [up, info, rx, plain]
 

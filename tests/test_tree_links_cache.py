@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from lxcwatch import tree_watch
-from lxcwatch.collectors import read_links
-from lxcwatch.fsroot import Root
-from lxcwatch.links import SysfsLinks
-from lxcwatch.nics import NicDirectory
+from lxcwatch.collectors import ALL as COLLECTORS
+from lxcwatch.sources import tree_watch
+from lxcwatch.sources.nics import NicDirectory
+from lxcwatch.sources.root import Root
+from lxcwatch.sources.sysfs_links import SysfsLinks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import synthetic_host  # noqa: E402
@@ -193,9 +193,9 @@ def test_read_links_gives_the_collector_the_changes(tree):
     class Sources:
         nics, links = tree.nics, tree.links
     name = tree.veths[7]
-    assert read_links(Sources)[name].operstate == "up"
+    assert COLLECTORS["links"].read(Sources)[name].operstate == "up"
     (tree.dir(name) / "operstate").write_text("lowerlayerdown\n")
-    assert read_links(Sources)[name].operstate == "lowerlayerdown"
+    assert COLLECTORS["links"].read(Sources)[name].operstate == "lowerlayerdown"
 
 
 def test_a_kernel_sysfs_gets_no_watcher():
