@@ -27,8 +27,8 @@ def merge(prev, reading) -> dict:
     return {"netdev": reading or {}}
 
 
-def render(s):
-    names = sorted(s.netdev)
+def render(s, view):
+    names = sorted(filter(view.device_filter("netdev"), s.netdev))
     keys, counters = [(name,) for name in names], [s.netdev[name] for name in names]
     for field, doc in NETDEV:
         family = counter(f"link_{field}", doc, ["device"])
