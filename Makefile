@@ -5,7 +5,7 @@ RUN_STAMP := $(VENV)/.installed-run
 STAMP     := $(VENV)/.installed
 ARGS      ?=
 
-.PHONY: run check test bench bench-containers bench-napi-poll golden mixin mutation clean dist
+.PHONY: run check test bench bench-scaling bench-containers bench-napi-poll golden mixin mutation clean dist
 
 # What the agent needs to run: the package and its runtime dependencies, no test tools.
 $(RUN_STAMP): pyproject.toml scripts/debian-packages
@@ -43,6 +43,10 @@ golden: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py $(ARGS)
+
+# CPU per sample and per scrape on trees of a few sizes: how the cost grows with CPUs, links and containers.
+bench-scaling: $(STAMP)
+	$(PY) bench/scaling.py $(ARGS)
 
 # CPU per sample of the lxc collector: 50 real busybox containers (root) and a 500-container tree.
 bench-containers: $(STAMP)

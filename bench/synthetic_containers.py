@@ -47,14 +47,9 @@ def _mountinfo() -> str:
 
 
 def build(root: str, containers: int) -> None:
-    proc, sysfs, lxc = (os.path.join(root, d) for d in ("proc", "sys", os.path.join("var", "lib", "lxc")))
-    cg = os.path.join(sysfs, "fs", "cgroup")
-    _write(f"{proc}/self/mountinfo", _mountinfo())
-    _write(f"{proc}/1/cgroup", "".join(f"{9 - i}:{'name=systemd' if h == 'systemd' else h}:/\n"
-                                       for i, h in enumerate(reversed(V1))) + "0::/init.scope\n")
+    proc, sysfs = os.path.join(root, "proc"), os.path.join(root, "sys")
+    write_base(root)
     _write(f"{proc}/stat", "cpu  1 2 3 4 5 6 7 0 0 0\nbtime 1700000000\n")
-    for h in V1 + ("unified",):
-        _write(f"{cg}/{h}/cgroup.procs", "1\n")
     host_rows = {}
     for b in range(BRIDGES):
         bridge = f"{sysfs}/devices/virtual/net/lxcbr{b}"
@@ -64,32 +59,8 @@ def build(root: str, containers: int) -> None:
         os.makedirs(f"{sysfs}/class/net", exist_ok=True)
         os.symlink(f"../../devices/virtual/net/lxcbr{b}", f"{sysfs}/class/net/lxcbr{b}")
     for k in range(containers):
-        name, monitor, init = f"ct{k:04d}", 10_000 + 4 * k, 10_001 + 4 * k
         bridge, veth, host_index = f"lxcbr{k % BRIDGES}", f"veth{k:06x}", 100 + k
-        _write(f"{lxc}/{name}/config", f"lxc.net.0.type = veth\nlxc.net.0.link = {bridge}\nlxc.net.0.flags = up\n"
-                                       f"lxc.rootfs.path = dir:/var/lib/lxc/{name}/rootfs\nlxc.uts.name = {name}\n"
-                                       f"lxc.start.auto = {k % 2}\n")
-        _write(f"{proc}/{monitor}/cmdline", f"[lxc monitor] /var/lib/lxc {name}\0")
-        _write(f"{proc}/{monitor}/stat", _stat(monitor, "lxc-start", 1, 50_000 + k))
-        _write(f"{proc}/{monitor}/task/{monitor}/children", f"{init} ")
-        _write(f"{proc}/{init}/stat", _stat(init, "init", monitor, 50_001 + k))
-        _write(f"{proc}/{init}/status", f"Name:\tinit\nPid:\t{init}\nPPid:\t{monitor}\nNSpid:\t{init}\t1\n")
-        payload = f"/lxc.payload.{name}"
-        _write(f"{proc}/{init}/cgroup", "".join(f"{9 - i}:{'name=systemd' if h == 'systemd' else h}:{payload}\n"
-                                                for i, h in enumerate(reversed(V1))) + f"0::{payload}\n")
-        _write(f"{proc}/{init}/net/dev", _net_dev({"lo": (0, 0, 0, 0), "eth0": (1000 * k, 10 * k, 900 * k, 9 * k)}))
-        _write(f"{proc}/{init}/root/sys/class/net/eth0/ifindex", "2\n")
-        _write(f"{proc}/{init}/root/sys/class/net/eth0/iflink", f"{host_index}\n")
-        for h in V1 + ("unified",):
-            _write(f"{cg}/{h}/lxc.monitor.{name}/cgroup.procs", f"{monitor}\n")
-            _write(f"{cg}/{h}{payload}/cgroup.procs", f"{init}\n")
-        _write(f"{cg}/freezer{payload}/freezer.state", "THAWED\n")
-        _write(f"{cg}/cpuacct{payload}/cpuacct.usage", f"{123_456_789 * (k + 1)}\n")
-        _write(f"{cg}/memory{payload}/memory.usage_in_bytes", f"{(k + 1) * 1_048_576}\n")
-        _write(f"{cg}/memory{payload}/memory.limit_in_bytes", "536870912\n")
-        _write(f"{cg}/memory{payload}/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
-        _write(f"{cg}/pids{payload}/pids.current", f"{k % 20 + 1}\n")
-        _write(f"{cg}/unified{payload}/cgroup.events", "populated 1\nfrozen 0\n")
+        write_container(root, k, bridge, host_index)
         link = f"{sysfs}/devices/virtual/net/{veth}"
         _write(f"{link}/ifindex", f"{host_index}\n")
         _write(f"{link}/iflink", "2\n")
@@ -98,6 +69,48 @@ def build(root: str, containers: int) -> None:
         os.symlink(f"../../devices/virtual/net/{veth}", f"{sysfs}/class/net/{veth}")
         host_rows[veth] = (900 * k, 9 * k, 1000 * k, 10 * k)
     _write(f"{proc}/net/dev", _net_dev(host_rows))
+
+
+def write_base(root: str) -> None:
+    """The host's side of the cgroup layout: mountinfo, PID 1's cgroups, the hierarchies' roots."""
+    proc, cg = os.path.join(root, "proc"), os.path.join(root, "sys", "fs", "cgroup")
+    _write(f"{proc}/self/mountinfo", _mountinfo())
+    _write(f"{proc}/1/cgroup", "".join(f"{9 - i}:{'name=systemd' if h == 'systemd' else h}:/\n"
+                                       for i, h in enumerate(reversed(V1))) + "0::/init.scope\n")
+    for h in V1 + ("unified",):
+        _write(f"{cg}/{h}/cgroup.procs", "1\n")
+
+
+def write_container(root: str, k: int, bridge: str, host_index: int, inside_index: int = 2) -> None:
+    """Running container number k: config, monitor, init, cgroups, its own net/dev and sysfs (eth0, ifindex
+    `inside_index`); its host veth (index `host_index`, iflink `inside_index`, a port of `bridge`) is the caller's."""
+    proc, cg, lxc = (os.path.join(root, d) for d in ("proc", os.path.join("sys", "fs", "cgroup"),
+                                                     os.path.join("var", "lib", "lxc")))
+    name, monitor, init = f"ct{k:04d}", 10_000 + 4 * k, 10_001 + 4 * k
+    _write(f"{lxc}/{name}/config", f"lxc.net.0.type = veth\nlxc.net.0.link = {bridge}\nlxc.net.0.flags = up\n"
+                                   f"lxc.rootfs.path = dir:/var/lib/lxc/{name}/rootfs\nlxc.uts.name = {name}\n"
+                                   f"lxc.start.auto = {k % 2}\n")
+    _write(f"{proc}/{monitor}/cmdline", f"[lxc monitor] /var/lib/lxc {name}\0")
+    _write(f"{proc}/{monitor}/stat", _stat(monitor, "lxc-start", 1, 50_000 + k))
+    _write(f"{proc}/{monitor}/task/{monitor}/children", f"{init} ")
+    _write(f"{proc}/{init}/stat", _stat(init, "init", monitor, 50_001 + k))
+    _write(f"{proc}/{init}/status", f"Name:\tinit\nPid:\t{init}\nPPid:\t{monitor}\nNSpid:\t{init}\t1\n")
+    payload = f"/lxc.payload.{name}"
+    _write(f"{proc}/{init}/cgroup", "".join(f"{9 - i}:{'name=systemd' if h == 'systemd' else h}:{payload}\n"
+                                            for i, h in enumerate(reversed(V1))) + f"0::{payload}\n")
+    _write(f"{proc}/{init}/net/dev", _net_dev({"lo": (0, 0, 0, 0), "eth0": (1000 * k, 10 * k, 900 * k, 9 * k)}))
+    _write(f"{proc}/{init}/root/sys/class/net/eth0/ifindex", f"{inside_index}\n")
+    _write(f"{proc}/{init}/root/sys/class/net/eth0/iflink", f"{host_index}\n")
+    for h in V1 + ("unified",):
+        _write(f"{cg}/{h}/lxc.monitor.{name}/cgroup.procs", f"{monitor}\n")
+        _write(f"{cg}/{h}{payload}/cgroup.procs", f"{init}\n")
+    _write(f"{cg}/freezer{payload}/freezer.state", "THAWED\n")
+    _write(f"{cg}/cpuacct{payload}/cpuacct.usage", f"{123_456_789 * (k + 1)}\n")
+    _write(f"{cg}/memory{payload}/memory.usage_in_bytes", f"{(k + 1) * 1_048_576}\n")
+    _write(f"{cg}/memory{payload}/memory.limit_in_bytes", "536870912\n")
+    _write(f"{cg}/memory{payload}/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    _write(f"{cg}/pids{payload}/pids.current", f"{k % 20 + 1}\n")
+    _write(f"{cg}/unified{payload}/cgroup.events", "populated 1\nfrozen 0\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,9 @@ import sys
 import zlib
 from dataclasses import dataclass
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import synthetic_containers  # noqa: E402  (sibling module)
+
 # Kernel print widths: /proc/interrupts pads the IRQ column to the digits of nr_irqs (kernel/irq/proc.c).
 NR_IRQS = 2048
 PREC = len(str(NR_IRQS))
@@ -261,15 +264,23 @@ NET_CORE = {"netdev_budget": "300", "netdev_budget_usecs": "8000", "netdev_max_b
 # ---- writing the tree -----------------------------------------------------------------------------------
 
 
-def build(dir: str, cpus: int = 128, nics: int = 8, queues: int = 32, veths: int = 1000) -> Host:
-    """Write DIR/proc and DIR/sys for the planned host and return the plan."""
+def build(dir: str, cpus: int = 128, nics: int = 8, queues: int = 32, veths: int = 1000, containers: int = 0) -> Host:
+    """Write DIR/proc and DIR/sys for the planned host and return the plan; with `containers`, also DIR/var/lib/lxc
+    and that many running LXC containers (synthetic_containers' layout), one behind each of the first veths."""
     host = plan(cpus, nics, queues, veths)
+    if containers > veths:
+        raise ValueError(f"{containers} containers need as many veths, not {veths}")
     proc, sysfs = os.path.join(dir, "proc"), os.path.join(dir, "sys")
     _write_proc(proc, host)
     _write_drivers(sysfs, host)
     for link in host.links:
         _write_link(sysfs, link)
     _write_bridge_ports(sysfs, host)
+    os.makedirs(os.path.join(dir, "var", "lib", "lxc"), exist_ok=True)
+    if containers:
+        synthetic_containers.write_base(dir)
+        for k, link in enumerate([link for link in host.links if link.kind == "veth"][:containers]):
+            synthetic_containers.write_container(dir, k, link.master, link.ifindex, link.iflink)
     return host
 
 
@@ -431,10 +442,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nics", type=int, default=8)
     parser.add_argument("--queues", type=int, default=32)
     parser.add_argument("--veths", type=int, default=1000)
+    parser.add_argument("--containers", type=int, default=0, help="running LXC containers, one per veth (default 0)")
     args = parser.parse_args(argv)
     if os.path.exists(os.path.join(args.dir, "proc")) or os.path.exists(os.path.join(args.dir, "sys")):
         parser.error(f"{args.dir} already holds proc/ or sys/")
-    host = build(args.dir, args.cpus, args.nics, args.queues, args.veths)
+    if args.containers > args.veths:
+        parser.error("--containers must not exceed --veths (one veth per container)")
+    host = build(args.dir, args.cpus, args.nics, args.queues, args.veths, args.containers)
     print(f"{args.dir}: {host.cpus} CPUs, {len(host.irqs)} IRQs, {len(host.links)} links", file=sys.stderr)
     return 0
 

@@ -131,6 +131,7 @@ def run(load: Callable[[], Settings]) -> int:
     if watcher:  # connections still to come start with the new settings (a handshake under way takes its cert)
         watcher.on_change.append(lambda config: setattr(server, "tls", config.context))
     exposition.live = server.families
+    sampler.on_sample.append(exposition.prepare)  # after the black box: its families are part of the rendering
     server.start()
     log.info("listening", extra={"addresses": ",".join(map(web.address_of, sockets)),
                                  "collectors": ",".join(settings.collectors), "procfs": settings.procfs,

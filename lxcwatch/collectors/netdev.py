@@ -1,5 +1,7 @@
 """netdev: packets, bytes, drops and errors of every interface, /proc/net/dev."""
 
+from operator import attrgetter
+
 from lxcwatch.collectors import Collector
 from lxcwatch.core.family import counter
 from lxcwatch.kernel import net_dev
@@ -27,10 +29,11 @@ def merge(prev, reading) -> dict:
 
 def render(s, view):
     names = sorted(filter(view.device_filter("netdev"), s.netdev))
+    keys, counters = [(name,) for name in names], [s.netdev[name] for name in names]
     for field, doc in NETDEV:
         family = counter(f"link_{field}", doc, ["device"])
-        for name in names:
-            family.add([name], getattr(s.netdev[name], field))
+        value = attrgetter(field)
+        family.samples = [(key, value(c)) for key, c in zip(keys, counters)]  # 8 x 1000 links: no add() per sample
         yield family
 
 

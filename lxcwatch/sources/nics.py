@@ -38,7 +38,8 @@ def find(sysfs: Root, names: list[str]) -> dict[str, Nic]:
 
 
 class NicDirectory:
-    """Keeps `find()` current: it re-reads the device tree only when the set of interfaces changes."""
+    """Keeps `find()` current: it re-reads the device tree when the set of interfaces changes or a NIC's driver
+    link does (a driver rebound to another driver; one readlink per NIC and call)."""
 
     def __init__(self, sysfs: Root):
         self.sysfs = sysfs
@@ -47,7 +48,7 @@ class NicDirectory:
 
     def current(self, force: bool = False) -> dict[str, Nic]:
         names = tuple(sorted(self.sysfs.listdir("class", "net")))
-        if force or names != self._names:
+        if force or names != self._names or self._rebound():
             nics = find(self.sysfs, list(names))
             # Collectors call this from their own threads at once: the NICs before the names they are for, so
             # that no caller takes the new names with the old NICs (links would cache eth0 as "virtual").
@@ -55,3 +56,10 @@ class NicDirectory:
             self._names = names
             return nics
         return self.nics
+
+    def _rebound(self) -> bool:
+        for nic in self.nics.values():
+            driver = self.sysfs.link_name("class", "net", nic.name, "device", "driver")
+            if driver is not None and driver != nic.driver:
+                return True
+        return False
