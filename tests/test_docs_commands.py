@@ -146,3 +146,33 @@ def test_the_corpus_commands_make_the_corpus_and_the_documented_table(tmp_path):
     page = (ROOT / "docs" / "detection.md").read_text()
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and not line.startswith("| scenario")]
     assert len(rows) > 10 and all(row in page for row in rows), out.stdout
+
+
+def script_packages(group: str) -> list[str]:
+    """The packages of one array of scripts/debian-packages (`run=(` ... `)`), comments dropped."""
+    text = (ROOT / "scripts" / "debian-packages").read_text()
+    body = re.search(rf"^{group}=\(\n(.*?)^\)", text, re.S | re.M).group(1)
+    return [name for line in body.splitlines() for name in line.split("#")[0].split()]
+
+
+def test_the_readme_names_the_packages_each_target_installs():
+    table = (ROOT / "README.md").read_text().split("| installed by | packages | why |", 1)[1].split("\n\n", 1)[0]
+    listed: dict[str, list[str]] = {}
+    group = ""
+    for row in table.splitlines()[2:]:
+        first, packages, why = [cell.strip() for cell in row.strip("|").split("|")]
+        group = first or group
+        assert why, row
+        listed.setdefault(group, []).extend(re.findall(r"`([a-z0-9.+-]+)`", packages))
+    assert sorted(listed) == ["`make run`", "`make test`, besides those"], listed
+    assert sorted(listed["`make run`"]) == sorted(script_packages("run"))
+    assert sorted(listed["`make test`, besides those"]) == sorted(script_packages("test"))
+
+
+def test_make_run_installs_only_the_run_packages_and_make_test_all():
+    def plan(target: str) -> list[str]:
+        out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [line for line in out.stdout.splitlines() if "debian-packages" in line]
+    assert plan("run") == ["bash scripts/debian-packages run"]
+    assert plan("test")[-1] == "bash scripts/debian-packages test"
