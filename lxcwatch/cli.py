@@ -9,14 +9,14 @@ import time
 
 from lxcwatch import __version__, config, daemon
 from lxcwatch.blackbox import options as blackbox_options
-from lxcwatch.core import classifier
-from lxcwatch.export import web as http, http_server, metrics, status, web_config
-from lxcwatch.sources import probes
 from lxcwatch.collectors import ALL as COLLECTORS
-from lxcwatch.sources.host import Sources
+from lxcwatch.core import classifier
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.sources.lxc_host import DEFAULT_LXC_PATH
+from lxcwatch.export import http_server, metrics, status, web, web_config
 from lxcwatch.sampler import Sampler
+from lxcwatch.sources import probes
+from lxcwatch.sources.host import Sources
+from lxcwatch.sources.lxc_host import DEFAULT_LXC_PATH
 
 DEFAULT_PORT = 12243
 
@@ -135,7 +135,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
     listen = tuple(args.listen or [f":{DEFAULT_PORT}"])
     for address in listen:
         try:
-            http.parse_address(address)
+            web.parse_address(address)
         except ValueError as e:
             raise UsageError(str(e)) from None
     if args.probes_file:

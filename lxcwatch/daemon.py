@@ -10,17 +10,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lxcwatch import config, logs
 from lxcwatch.blackbox import metrics as blackbox_metrics
 from lxcwatch.blackbox import options
 from lxcwatch.blackbox import recorder as blackbox
 from lxcwatch.core import classifier
-from lxcwatch import config, logs
-from lxcwatch.export import web as http, http_server, metrics
-from lxcwatch.sources.host import Sources
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.export import http_server, metrics, web
+from lxcwatch.export.web_config import Watcher, WebConfig
 from lxcwatch.sampler import Sampler
 from lxcwatch.service import Notifier
-from lxcwatch.export.web_config import Watcher, WebConfig
+from lxcwatch.sources.host import Sources
 
 log = logging.getLogger("lxcwatch")
 
@@ -113,7 +113,7 @@ def run(load: Callable[[], Settings]) -> int:
                            settings.probes_interval, settings.napi_poll_include)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
     # Bind first: a port in use fails fast.
-    sockets = http.systemd_sockets() if settings.systemd_socket else [http.bind(a) for a in settings.listen]
+    sockets = web.systemd_sockets() if settings.systemd_socket else [web.bind(a) for a in settings.listen]
     if settings.systemd_socket and settings.flags.get("listen"):  # as node_exporter: the .socket unit says where
         log.warning("--web.listen-address ignored: --web.systemd-socket serves on the sockets systemd passed",
                     extra={"ignored": ",".join(settings.listen)})
@@ -121,18 +121,18 @@ def run(load: Callable[[], Settings]) -> int:
     box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
     box.sampled(*sampler.current)
-    exposition = http.Exposition(sampler, settings.agent)
+    exposition = web.Exposition(sampler, settings.agent)
     exposition.exporter_metrics = settings.exporter_metrics
     watcher = Watcher(settings.web_config_file, settings.web_config) if settings.web_config else None
     exposition.extra = lambda: [*blackbox_metrics.families(box.state()), *([metrics.web_config_reload(watcher.loaded)] if watcher else ())]
-    app = http.guard(http.make_app(exposition, settings.telemetry_path), watcher.current if watcher else None)
+    app = web.guard(web.make_app(exposition, settings.telemetry_path), watcher.current if watcher else None)
     server = http_server.Server(sockets, app, settings.web_config.context if settings.web_config else None,
                                 settings.web_limits)
     if watcher:  # connections still to come start with the new settings (a handshake under way takes its cert)
         watcher.on_change.append(lambda config: setattr(server, "tls", config.context))
     exposition.live = server.families
     server.start()
-    log.info("listening", extra={"addresses": ",".join(map(http.address_of, sockets)),
+    log.info("listening", extra={"addresses": ",".join(map(web.address_of, sockets)),
                                  "collectors": ",".join(settings.collectors), "procfs": settings.procfs,
                                  "sysfs": settings.sysfs})
     sampler.on_sample.append(notifier.sampled)
@@ -154,7 +154,7 @@ def run(load: Callable[[], Settings]) -> int:
     return 0
 
 
-def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: http.Exposition,
+def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: web.Exposition,
            server: http_server.Server) -> Settings:
     """Apply new flags to the running agent; a bad file keeps the old settings (and says so in its metrics)."""
     try:

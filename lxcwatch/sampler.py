@@ -7,14 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from lxcwatch.core import classifier
-from lxcwatch.sources import root as fsroot
-from lxcwatch.sources.host import Sources
-from lxcwatch.errors import ParseError, Partial
 from lxcwatch.collectors import ALL as COLLECTORS
 from lxcwatch.collectors import build
+from lxcwatch.core import classifier
 from lxcwatch.core.classifier import mode_name
 from lxcwatch.core.snapshot import CollectorResult, Snapshot
+from lxcwatch.errors import ParseError, Partial
+from lxcwatch.sources import root
+from lxcwatch.sources.host import Sources
 
 log = logging.getLogger("lxcwatch.sampler")
 
@@ -79,7 +79,7 @@ class _Worker:
 
 def stuck_error(read: _Read, deadline: float) -> str:
     """The reason a stuck collector reports: the same string as long as the same read is stuck (logged once)."""
-    where = fsroot.LAST_OPENED.get(read.thread) if read.thread is not None else None
+    where = root.LAST_OPENED.get(read.thread) if read.thread is not None else None
     return f"stuck: no answer within {deadline:g}s" + (f", last file opened {where}" if where else "")
 
 

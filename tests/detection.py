@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from lxcwatch.traces import tree as trace
+from lxcwatch.traces import trace
 from lxcwatch.core.classifier import Thresholds, Verdict
 from lxcwatch.cli import DETECT_FLAGS
 from lxcwatch.sources.host import Sources

@@ -8,7 +8,7 @@ import pytest
 
 import detection
 import tracegen
-from lxcwatch.traces import capture, tree as trace
+from lxcwatch.traces import capture, trace
 from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.export import metrics
 from lxcwatch.core.classifier import Thresholds

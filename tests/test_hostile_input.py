@@ -19,7 +19,7 @@ from lxcwatch.kernel import cgroup as cgroups
 from lxcwatch.kernel import interrupts, lxc_monitor, net_dev, pid_stat
 from lxcwatch.core import lxc_config
 from lxcwatch.kernel import proc_stat, softirqs, softnet_stat
-from lxcwatch.traces import tree as trace
+from lxcwatch.traces import trace
 from lxcwatch.collectors import ALL as COLLECTORS
 from lxcwatch.sources.host import Sources
 from lxcwatch.errors import ParseError

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -131,6 +132,19 @@ def test_timeline_png_has_its_panels(incident):
         assert NIC_COLOURS <= colours, (top, NIC_COLOURS - colours)
     band = {rgb.getpixel((x, 700)) for x in range(91, 1029)}  # eth0's mode band
     assert HEAVY in band
+
+
+def test_without_pillow_the_summary_is_written_and_one_line_says_how_to_get_the_picture(incident, tmp_path):
+    _, _, ring = incident
+    out = tmp_path / "out"
+    blocked = "import sys; sys.modules['PIL'] = None; from lxcwatch.cli import main; sys.exit(main())"  # as if absent
+    done = subprocess.run([sys.executable, "-c", blocked, "postmortem", f"--recorder.path={ring}", f"--out={out}",
+                           "--minutes=5"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == ("lxcwatch postmortem: timeline.png not drawn: Pillow is not installed "
+                                   "(pip install 'lxcwatch[postmortem]')")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.txt"]
+    assert done.stdout.split() == [str(out / "summary.txt")]
 
 
 @pytest.mark.parametrize("value,label", [(8_009_000, "8.01M"), (248_700, "249k"), (2288, "2.29k"), (999, "999"),

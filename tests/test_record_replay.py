@@ -14,9 +14,9 @@ import pytest
 from agent import POLL, Agent, lxcwatch_binary
 from test_e2e_golden import HOSTS
 
-from lxcwatch.traces import capture, replay, tree as trace
+from lxcwatch.traces import capture, replay, trace
 from lxcwatch import cli
-from lxcwatch.traces.tree import Record, Tree
+from lxcwatch.traces.trace import Record, Tree
 
 
 def tree_of(root) -> Tree:

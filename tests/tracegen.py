@@ -64,7 +64,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lxcwatch.traces import capture, tree as trace
+from lxcwatch.traces import capture, trace
 from lxcwatch.kernel import napi_poll
 from lxcwatch.kernel.ethtool_coalesce import Coalesce, format_values
 from lxcwatch.kernel.ethtool_coalesce import SOURCE as COALESCE_FILE

@@ -9,8 +9,19 @@ import threading
 import time
 import uuid
 
-from lxcwatch.blackbox.ring_format import (SAMPLE, START, STOP, UNCLEAN, UNKNOWN, Run, Scan, encode, figures,
-                                           previous_boot, scan)
+from lxcwatch.blackbox.ring_format import (
+    SAMPLE,
+    START,
+    STOP,
+    UNCLEAN,
+    UNKNOWN,
+    Run,
+    Scan,
+    encode,
+    figures,
+    previous_boot,
+    scan,
+)
 from lxcwatch.core.classifier import Verdict
 from lxcwatch.core.snapshot import Snapshot
 

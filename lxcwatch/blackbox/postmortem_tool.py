@@ -6,10 +6,10 @@ import os
 import sys
 
 from lxcwatch.blackbox import flight_recorder, klog, ring_survey
-from lxcwatch.blackbox.options import DEFAULT_RING
-from lxcwatch.blackbox.timeline import timeline
-from lxcwatch.blackbox.postmortem import choose, damage_lines, run_line, stamp, summary, window_of
 from lxcwatch.blackbox.flight_recorder import SAMPLE
+from lxcwatch.blackbox.options import DEFAULT_RING
+from lxcwatch.blackbox.postmortem import choose, damage_lines, run_line, stamp, summary, window_of
+from lxcwatch.blackbox.timeline import timeline
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.kernel import kmsg
 

@@ -9,9 +9,9 @@ replicas entering that mode together on a tg3 driver whose NAPI path could panic
 
 from dataclasses import dataclass, field, replace
 
-from lxcwatch.kernel.ethtool_coalesce import Coalesce
 from lxcwatch.core.rates import CpuRates, NicRates, cpu_rates, ksoftirqd_shares, nic_rates
 from lxcwatch.core.snapshot import Snapshot
+from lxcwatch.kernel.ethtool_coalesce import Coalesce
 
 # The fixed set of reasons an operator can read. Tuned reasons win: polling that was configured is
 # still polling, but it is not the load-driven slide the page is about.

@@ -10,9 +10,9 @@ ABORTING (a failed start being torn down) cannot be told from STOPPING and is re
 
 from dataclasses import dataclass, field
 
+from lxcwatch.core.probe_spec import ProbeResult
 from lxcwatch.kernel.cgroup import CgroupUsage
 from lxcwatch.kernel.net_dev import NetDevCounters
-from lxcwatch.core.probe_spec import ProbeResult
 
 STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "FREEZING", "FROZEN")
 _UP = ("RUNNING", "FROZEN", "FREEZING", "STOPPING")

@@ -7,8 +7,8 @@ in every template LXC ships)."""
 
 from dataclasses import dataclass, replace
 
-from lxcwatch.errors import ParseError
 from lxcwatch.core.probe_spec import ProbeSpec, parse_config_line
+from lxcwatch.errors import ParseError
 
 NET_KEYS = {"type": "type", "link": "link", "name": "name", "veth.pair": "veth_pair"}
 

@@ -3,9 +3,8 @@
 from dataclasses import dataclass
 
 from lxcwatch.core.counters import increase
-from lxcwatch.kernel.proc_stat import USER_HZ
 from lxcwatch.core.snapshot import Snapshot
-
+from lxcwatch.kernel.proc_stat import USER_HZ
 
 RECEIVING = ("rx", "txrx")
 

@@ -3,7 +3,6 @@
 import math
 
 from lxcwatch.core.family import Family
-
 from lxcwatch.export import negotiation
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the classic format every Prometheus reads

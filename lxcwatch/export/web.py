@@ -12,9 +12,9 @@ from collections.abc import Callable
 import systemd.daemon
 from prometheus_client.process_collector import ProcessCollector
 
+from lxcwatch.errors import RuntimeFailure
 from lxcwatch.export import exposition, metrics, negotiation
 from lxcwatch.export.basic_auth import BasicAuth
-from lxcwatch.errors import RuntimeFailure
 from lxcwatch.export.http_server import BACKLOG, Request, Response
 from lxcwatch.export.web_config import WebConfig
 

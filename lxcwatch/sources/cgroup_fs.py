@@ -3,7 +3,17 @@
 import os
 
 from lxcwatch.errors import ParseError
-from lxcwatch.kernel.cgroup import CONTROLLER_FILES, CgroupUsage, ContainerCgroups, Layout, Mount, parse_mountinfo, parse_proc_cgroup, prune_init_scope, relative
+from lxcwatch.kernel.cgroup import (
+    CONTROLLER_FILES,
+    CgroupUsage,
+    ContainerCgroups,
+    Layout,
+    Mount,
+    parse_mountinfo,
+    parse_proc_cgroup,
+    prune_init_scope,
+    relative,
+)
 from lxcwatch.sources.root import Root, read_attr
 
 

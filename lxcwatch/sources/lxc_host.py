@@ -14,13 +14,11 @@ import re
 from dataclasses import dataclass, field
 
 from lxcwatch.core import lxc_config
-from lxcwatch.kernel import net_dev, pid_stat
-from lxcwatch.sources import netns
-from lxcwatch.kernel.cgroup import CgroupUsage, ContainerCgroups, parse_proc_cgroup
-from lxcwatch.sources.cgroup_fs import CgroupFs
 from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
+from lxcwatch.core.probe_spec import ProbeSpec
 from lxcwatch.errors import ParseError
-from lxcwatch.sources.root import CONFIG_CAP, Root, open_regular, read_attr, read_text
+from lxcwatch.kernel import net_dev, pid_stat
+from lxcwatch.kernel.cgroup import CgroupUsage, ContainerCgroups, parse_proc_cgroup
 from lxcwatch.kernel.lxc_monitor import (
     MonitorIdentity,
     is_namespace_init,
@@ -29,10 +27,12 @@ from lxcwatch.kernel.lxc_monitor import (
     parse_monitor_cmdline,
     parse_pids,
 )
-from lxcwatch.sources.openfiles import OpenFiles
-from lxcwatch.core.probe_spec import ProbeSpec
-from lxcwatch.sources.probes import ProbeFile, ProbeRunner
 from lxcwatch.kernel.proc_stat import USER_HZ
+from lxcwatch.sources import netns
+from lxcwatch.sources.cgroup_fs import CgroupFs
+from lxcwatch.sources.openfiles import OpenFiles
+from lxcwatch.sources.probes import ProbeFile, ProbeRunner
+from lxcwatch.sources.root import CONFIG_CAP, Root, open_regular, read_attr, read_text
 
 log = logging.getLogger("lxcwatch.lxc")
 

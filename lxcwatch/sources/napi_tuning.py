@@ -4,6 +4,7 @@ from lxcwatch.kernel.ethtool_coalesce import Coalesce
 from lxcwatch.kernel.napi import Napi, NapiTuning
 from lxcwatch.sources.root import Root
 
+
 def read(procfs: Root, sysfs: Root, nics: list[str], coalesce: dict[str, Coalesce], sysctls: tuple[str, ...]) -> Napi:
     tuning = {}
     for name in nics:

@@ -14,9 +14,9 @@ from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from lxcwatch.kernel.link import Driver, Link
+from lxcwatch.kernel.nic import Nic
 from lxcwatch.sources.ethtool import drvinfo
 from lxcwatch.sources.root import Root
-from lxcwatch.kernel.nic import Nic
 
 log = logging.getLogger("lxcwatch.netlink")
 

@@ -6,8 +6,6 @@ from lxcwatch.kernel.nic import Nic
 from lxcwatch.sources.root import Root
 
 
-
-
 def _bus_device(sysfs: Root, name: str) -> str | None:
     device = sysfs.realpath("class", "net", name, "device")
     if device is None:

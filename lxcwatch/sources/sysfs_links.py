@@ -4,8 +4,9 @@ import os
 
 from lxcwatch.errors import Partial
 from lxcwatch.kernel.link import ARPHRD_LOOPBACK, Driver, Link
-from lxcwatch.sources.root import Root, read_attr, read_link_name
 from lxcwatch.kernel.nic import Nic
+from lxcwatch.sources.root import Root, read_attr, read_link_name
+
 
 def _kind(sysfs: Root, name: str, entries: list[str], nics: dict[str, Nic]) -> str:
     if "bridge" in entries:

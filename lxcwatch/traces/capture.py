@@ -10,7 +10,7 @@ from lxcwatch.sources.kthreads import RESCAN_SAMPLES
 from lxcwatch.sources.nics import NicDirectory
 from lxcwatch.sources.perf_napi_poll import PerfNapiPolls
 from lxcwatch.sources.root import ATTR_CAP, PROC_CAP, PROC_CAPS, Root
-from lxcwatch.traces.tree import Tree
+from lxcwatch.traces.trace import Tree
 
 # What the collectors read from procfs (their `files`): on a tree, files no kernel has (napi_poll.SOURCE,
 # ethtool_coalesce.SOURCE) are copied; on the live host LiveCounts writes them.

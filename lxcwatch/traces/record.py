@@ -8,11 +8,10 @@ import threading
 import time
 
 from lxcwatch import config
-from lxcwatch.traces import tree as trace
-from lxcwatch.traces.capture import Capturer, LiveCounts
-from lxcwatch.sources.root import is_live
 from lxcwatch.errors import RuntimeFailure
-
+from lxcwatch.sources.root import is_live
+from lxcwatch.traces import trace
+from lxcwatch.traces.capture import Capturer, LiveCounts
 
 
 def add_arguments(p) -> None:

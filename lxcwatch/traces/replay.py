@@ -7,8 +7,8 @@ import signal
 import threading
 import time
 
-from lxcwatch.traces import tree as trace
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.traces import trace
 
 TMP = ".lxcwatch-tmp"  # beside proc/ and sys/: a temporary file never shows up in a directory the agent lists
 
