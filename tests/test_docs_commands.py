@@ -2,6 +2,7 @@
 a new command that is neither fails. This module runs the ones that need no root (tests/docs_commands.py
 extracts them; tests/test_docs_commands_live.py runs the others)."""
 
+import base64
 import filecmp
 import os
 import pty
@@ -10,10 +11,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from docs_commands import OTHER, ROOT, SHELL, block_after, blocks, documented
+from lxcwatch.export.basic_auth import BasicAuth
 
 TESTS = Path(__file__).parent
 LIVE = "test_docs_commands_live.py"
@@ -127,7 +128,9 @@ def test_htpasswd_makes_a_hash_the_agent_accepts():
     assert typed == 2, output
     digest = output.decode().rsplit("\n", 1)[-1].strip()  # after the prompts, no newline: `tr` took it
     assert re.fullmatch(r"\$2y\$10\$[./A-Za-z0-9]{53}", digest), output
-    assert bcrypt.checkpw(password.encode(), digest.encode())
+    auth = BasicAuth((("prometheus", digest),))  # the agent's check of basic_auth_users
+    assert auth.check("Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode())
+    assert not auth.check("Basic " + base64.b64encode(b"prometheus:wrong").decode())
 
 
 @pytest.mark.slow
