@@ -236,11 +236,11 @@ def containers() -> dash.Dashboard:
              w=8)))
     d = (d.with_row(dash.Row("Network and probes"))
          .with_panel(timeline("veth attached to its bridge", [(
-             f'lxcwatch_container_veth_attached{{{c}}}', "{{container}} {{device}} → {{bridge}}")],
+             f'lxcwatch_container_veth_attached{{{c}}}', "{{container}} {{interface}} → {{bridge}}")],
              mapping=dm.ValueMap(options={
                  "0": dm.ValueMappingResult(text="detached", color="red", index=0),
                  "1": dm.ValueMappingResult(text="attached", color="green", index=1)}), w=12))
-         .with_panel(timeline("veth up", [(f'lxcwatch_container_veth_up{{{c}}}', "{{container}} {{device}}")],
+         .with_panel(timeline("veth up", [(f'lxcwatch_container_veth_up{{{c}}}', "{{container}} {{interface}}")],
                               mapping=OK_MAP, w=12))
          .with_panel(timeline("Probes", [(
              f'lxcwatch_container_probe_success{{{c}}}', "{{container}} {{probe}}")], mapping=OK_MAP, w=12))

@@ -102,6 +102,7 @@ def agent_parser() -> argparse.ArgumentParser:
                        help=f"enable the {name} collector (default: enabled unless --collector.disable-defaults; "
                             f"--no-collector.{name} disables)")
     config.add_napi_poll_include_flag(p, "count")
+    config.add_view_flags(p)
     _detect_flags(p)
     p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"],
                    help="only log messages with the given severity or above: debug, info, warn, error (default info)")
@@ -147,7 +148,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
         deadline=config.deadline(args.deadline, interval),
         collectors=enabled_collectors(args), thresholds=thresholds(args),
         agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
-                            config_loaded_at=time.time()),
+                            config_loaded_at=time.time(), view=config.view(args)),
         lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
         napi_poll_include=config.napi_poll_include(args),
         log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,

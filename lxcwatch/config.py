@@ -1,9 +1,12 @@
 """Validation of flag values: each problem becomes one clear message for the command line."""
 
+import argparse
 import os
 import re
 import shlex
 
+from lxcwatch.collectors import DeviceFilter, View
+from lxcwatch.collectors.lxc import DETAIL
 from lxcwatch.core.duration import duration
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
@@ -115,3 +118,39 @@ def napi_poll_include(args) -> re.Pattern | None:
         return re.compile(args.napi_poll_include) if args.napi_poll_include else None
     except re.error as e:
         raise UsageError(f"invalid --collector.napi_poll.device-include {args.napi_poll_include!r}: {e}") from None
+
+
+# The collectors whose device series --collector.NAME.device-include/-exclude choose, and what they export.
+DEVICE_FILTERED = {"netdev": "lxcwatch_link_* counters (/proc/net/dev)",
+                   "links": "lxcwatch_link_info, _up, _promiscuous, _promiscuity and lxcwatch_bridge_ports"}
+
+
+def add_view_flags(p) -> None:
+    """What the exposition leaves out (docs/metrics.md#cardinality): rendering only, detection sees everything."""
+    for name, what in DEVICE_FILTERED.items():
+        for kind, verb, default in (("include", "export only", "every interface"), ("exclude", "leave out", "none")):
+            other = "exclude" if kind == "include" else "include"
+            p.add_argument(f"--collector.{name}.device-{kind}", dest=f"{name}_device_{kind}", default=None, metavar="REGEX",
+                           help=f"{verb} the {what} of the interfaces whose name matches (e.g. '^veth'); mutually "
+                                f"exclusive with --collector.{name}.device-{other}; detection still sees every "
+                                f"interface (default: {default})")
+    for group, what in DETAIL.items():
+        p.add_argument(f"--collector.lxc.{group}", dest=f"lxc_{group}", action=argparse.BooleanOptionalAction,
+                       default=True, help=f"export {what}; --no-collector.lxc.{group} leaves them out (default: on)")
+
+
+def view(args) -> View:
+    devices = {}
+    for name in DEVICE_FILTERED:
+        include, exclude = getattr(args, f"{name}_device_include"), getattr(args, f"{name}_device_exclude")
+        if include is not None and exclude is not None:
+            raise UsageError(f"--collector.{name}.device-include and --collector.{name}.device-exclude are mutually "
+                             "exclusive")
+        if include is not None or exclude is not None:
+            kind, text = ("include", include) if include is not None else ("exclude", exclude)
+            try:
+                pattern = re.compile(text)
+            except re.error as e:
+                raise UsageError(f"invalid --collector.{name}.device-{kind} {text!r}: {e}") from None
+            devices[name] = DeviceFilter(**{kind: pattern})
+    return View(devices, frozenset(g for g in DETAIL if getattr(args, f"lxc_{g}")))

@@ -26,7 +26,7 @@ def merge(prev, text):
     return {"demo_cpus": cpus}
 
 
-def render(s):
+def render(s, view):
     family = gauge("demo_cpus", "CPUs /proc/stat lists.")
     family.add([], s.demo_cpus)
     yield family

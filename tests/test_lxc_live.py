@@ -34,7 +34,7 @@ def env():
     finally:
         problems = lxc.cleanup() if lxc else []
         lab.cleanup()
-        left = netlab.leftovers()
+        left = netlab.leftovers(lab.suffix)  # only this lab's: other tests may run beside it
         assert not problems and not left, f"not removed: {problems + left}"
 
 
@@ -196,23 +196,23 @@ def test_a_veth_detached_from_its_bridge_is_reported(env, paths, agent):
                       bridge=env.bridge, master=master)
 
     e = agent.wait_for(lambda e: veth(e, env.bridge), "the veth attached", show=ct.name)
-    assert e.value("lxcwatch_container_veth_attached", container=ct.name, device=device, bridge=env.bridge) == 1
-    assert e.value("lxcwatch_container_veth_up", container=ct.name, device=device) == 1
+    assert e.value("lxcwatch_container_veth_attached", container=ct.name, interface="eth0", bridge=env.bridge) == 1
+    assert e.value("lxcwatch_container_veth_up", container=ct.name, interface="eth0") == 1
 
     netlab.ip("link", "set", device, "nomaster")
     assert lxcenv.master_of(device) == ""
     e = agent.wait_for(lambda e: veth(e, ""), "the veth detached", show=ct.name)
-    assert e.value("lxcwatch_container_veth_attached", container=ct.name, device=device, bridge=env.bridge) == 0
+    assert e.value("lxcwatch_container_veth_attached", container=ct.name, interface="eth0", bridge=env.bridge) == 0
     assert state(e, ct.name) == ct.state() == "RUNNING"  # detached is not stopped
 
     netlab.ip("link", "set", device, "down")
     assert lxcenv.operstate_of(device) == "down"
-    agent.wait_for(lambda e: e.value("lxcwatch_container_veth_up", container=ct.name, device=device) == 0,
+    agent.wait_for(lambda e: e.value("lxcwatch_container_veth_up", container=ct.name, interface="eth0") == 0,
                    "the veth down", show=ct.name)
 
     netlab.ip("link", "set", device, "master", env.bridge)
     netlab.ip("link", "set", device, "up")
-    agent.wait_for(lambda e: e.value("lxcwatch_container_veth_attached", container=ct.name, device=device,
+    agent.wait_for(lambda e: e.value("lxcwatch_container_veth_attached", container=ct.name, interface="eth0",
                                      bridge=env.bridge) == 1, "the veth attached again", show=ct.name)
 
 
@@ -224,8 +224,10 @@ def test_auto_named_veth_and_a_second_lxc_path(env, paths, agent):
     assert device.startswith("veth")
     assert e.value("lxcwatch_container_info", container=ct.name, lxc_path=paths[1]) == 1
     assert e.value("lxcwatch_container_autostart", container=ct.name) == 1
-    agent.wait_for(lambda e: e.value("lxcwatch_container_veth_attached", container=ct.name, device=device,
-                                     bridge=env.bridge) == 1, f"{device} on {env.bridge}", show=ct.name)
+    agent.wait_for(lambda e: e.value("lxcwatch_container_veth_attached", container=ct.name, interface="eth0",
+                                     bridge=env.bridge) == 1 and e.find("lxcwatch_container_veth_info", container=ct.name,
+                                                                        interface="eth0", device=device),
+                   f"{device} on {env.bridge}", show=ct.name)
     ct.lxc("lxc-stop", "-k")
     matches_lxc_info(agent, ct, "STOPPED")
 

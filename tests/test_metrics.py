@@ -92,7 +92,7 @@ def test_failed_collector_reports_zero_and_the_rest_is_served():
 
 
 def test_a_renderer_bug_fails_only_its_collector(monkeypatch):
-    def broken(_):
+    def broken(_snapshot, _view):
         raise RuntimeError("bug")
         yield
 

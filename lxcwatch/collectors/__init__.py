@@ -5,11 +5,41 @@ A module here defines COLLECTOR; ALL finds them (a new module is a new collector
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxcwatch.core.family import Family
 from lxcwatch.core.snapshot import CollectorResult, Snapshot
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """--collector.NAME.device-include or -exclude, as node_exporter's: a regex searched in the name (Go's
+    MatchString), the two mutually exclusive."""
+
+    include: re.Pattern | None = None
+    exclude: re.Pattern | None = None
+
+    def __call__(self, device: str) -> bool:
+        if self.include is not None:
+            return self.include.search(device) is not None
+        return self.exclude is None or self.exclude.search(device) is None
+
+
+@dataclass(frozen=True)
+class View:
+    """What the flags choose to export of a snapshot: rendering only. Readings, the snapshot and the verdict still
+    see every device and container, so a device left out never makes a verdict calm (docs/metrics.md)."""
+
+    devices: dict[str, DeviceFilter] = field(default_factory=dict, hash=False)  # collector -> its device filter
+    lxc_detail: frozenset[str] | None = None  # --collector.lxc.* switches: the groups on; None: all
+
+    def device_filter(self, collector: str) -> DeviceFilter:
+        return self.devices.get(collector, EVERY_DEVICE)
+
+
+EVERY_DEVICE = DeviceFilter()
 
 
 @dataclass(frozen=True)
@@ -20,7 +50,7 @@ class Collector:
     # (previous snapshot or None, reading or None when the collector failed or is off) -> the snapshot's fields.
     # Counters carry their totals across a failure, so they stay monotonic.
     merge: Callable[[Snapshot | None, object], dict]
-    render: Callable[[Snapshot], Iterable[Family]]
+    render: Callable[[Snapshot, View], Iterable[Family]]
     files: tuple[str, ...] = ()  # procfs files it reads, relative to --path.procfs: what a trace records
 
 

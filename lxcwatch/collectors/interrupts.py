@@ -48,7 +48,7 @@ def merge(prev, reading: Interrupts | None) -> dict:
     return {"nic_irqs": reading.nic_irqs, "irq_cpus": reading.cpus, "irq_rows": reading.counts, "irqs": irqs}
 
 
-def render(s):
+def render(s, view):
     family = counter("nic_interrupts", "Hard interrupts of a NIC's vector (rx, tx, txrx or control), summed over CPUs.",
                      ["device", "irq", "vector"])
     for i in s.nic_irqs:

@@ -14,7 +14,7 @@ def merge(prev, reading) -> dict:
     return {"kthreads": reading or {}}
 
 
-def render(s):
+def render(s, view):
     ksoftirqd = counter("ksoftirqd_cpu_seconds", "CPU time of ksoftirqd/N, where softirq work goes when it overruns.", ["cpu"])
     napi = counter("napi_thread_cpu_seconds", "CPU time of a threaded-NAPI poller napi/DEV-ID.", ["device", "thread"])
     for thread, ticks in sorted(s.kthreads.items(), key=lambda kv: kv[0].pid):

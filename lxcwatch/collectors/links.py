@@ -13,14 +13,17 @@ def merge(prev, reading) -> dict:
     return {"links": reading or {}}
 
 
-def render(s):
-    links = [s.links[n] for n in sorted(s.links)]
+def render(s, view):
+    links = [s.links[n] for n in sorted(filter(view.device_filter("links"), s.links))]
     promiscuous = gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
     promiscuity = gauge("link_promiscuity", "Promiscuity reference count (IFLA_PROMISCUITY): how many users asked for promiscuous mode.", ["device"])
     up = gauge("link_up", "1 if the link's operational state is up.", ["device"])
     info = gauge("link_info", "Link metadata; value is always 1.",
                  ["device", "kind", "master", "operstate", "driver", "driver_version", "firmware_version", "bus_info"])
     ports: dict[str, int] = {}
+    for link in s.links.values():  # a bridge's ports counted whether or not they are exported
+        if link.master:
+            ports[link.master] = ports.get(link.master, 0) + 1
     for link in links:
         if link.flags is not None:  # unreadable: unknown, and the links collector says so
             promiscuous.add([link.name], int(link.promiscuous))
@@ -29,8 +32,6 @@ def render(s):
         up.add([link.name], int(link.operstate == "up"))
         d = link.driver
         info.add([link.name, link.kind, link.master, link.operstate, d.driver, d.version, d.firmware, d.bus_info], 1)
-        if link.master:
-            ports[link.master] = ports.get(link.master, 0) + 1
     bridge_ports = gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])
     for link in links:
         if link.kind == "bridge":

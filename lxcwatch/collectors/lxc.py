@@ -15,6 +15,13 @@ USAGE = (  # (CgroupUsage field, metric, counter?, help)
      "Processes the OOM killer killed in the container's cgroup (oom_kill of memory.oom_control or memory.events)."),
     ("processes", "container_processes", False, "Tasks (processes and threads) in the container's cgroup (pids.current)."),
 )
+# The optional detail, each its own --[no-]collector.lxc.GROUP switch (on by default); state, running, info,
+# autostart, read_success, init PID, start time and probes are always exported: the rules use them.
+DETAIL = {
+    "cgroup": "CPU, memory, memory limit, OOM kills and tasks of each container's cgroup (5 series per container)",
+    "interfaces": "packets, bytes and drops of each interface inside each container (6 series per interface)",
+    "veths": "each container's host veths: container_veth_info, _attached, _up (3 series per veth)",
+}
 NET = (  # (NetDevCounters field, help): the container's own interfaces, /proc/INIT/net/dev
     ("receive_packets", "Packets the container received on this interface."),
     ("receive_bytes", "Bytes the container received on this interface."),
@@ -38,7 +45,7 @@ def merge(prev, reading) -> dict:
     return {"containers": containers.advance(before, reading), "container_probes": reading.probes}
 
 
-def render(s):
+def render(s, view):
     one = ["container"]
     info = gauge("container_info", "An LXC container and the LXC path it is in; value is always 1.", ["container", "lxc_path"])
     state = gauge("container_state", "1 for the container's LXC state, 0 for the other states.", ["container", "state"])
@@ -50,11 +57,15 @@ def render(s):
     started = gauge("container_start_time_seconds", "When the container's init started, seconds since the epoch; only while it runs.", one)
     usage = [(f, (counter if is_counter else gauge)(m, doc, one)) for f, m, is_counter, doc in USAGE]
     net = [(f, counter(f"container_{f}", doc, ["container", "interface"])) for f, doc in NET]
-    veth_info = gauge("container_veth_info", "A host-side veth of the container: its peer inside, the bridge the config names, "
-                      "the bridge it is a port of now; value is always 1.", ["container", "device", "interface", "bridge", "master"])
+    # The veth's random host name (vethXXXXXX) only in the info metric, for joins with the link_* families: a
+    # restart then replaces that one series instead of every veth series (docs/metrics.md#cardinality).
+    veth_info = gauge("container_veth_info", "A host-side veth of the container: its peer inside, its host name, the "
+                      "bridge the config names, the bridge it is a port of now; value is always 1.",
+                      ["container", "interface", "device", "bridge", "master"])
     attached = gauge("container_veth_attached", "1 if the host veth is a port of the bridge the config names (lxc.net.N.link).",
-                     ["container", "device", "bridge"])
-    veth_up = gauge("container_veth_up", "1 if the host veth's operational state is up.", ["container", "device"])
+                     ["container", "interface", "bridge"])
+    veth_up = gauge("container_veth_up", "1 if the host veth's operational state is up.", ["container", "interface"])
+    detail = DETAIL.keys() if view.lxc_detail is None else view.lxc_detail
     for name in sorted(s.containers):
         c = s.containers[name]
         r = c.reading
@@ -70,18 +81,18 @@ def render(s):
             pid.add([name], r.init_pid)
         if r.start_time is not None:
             started.add([name], r.start_time)
-        for field, family in usage if r.cgroup else ():
+        for field, family in usage if r.cgroup and "cgroup" in detail else ():
             value = getattr(r.cgroup, field)
             if value is not None:
                 family.add([name], value)
-        for interface in sorted(r.interfaces):
+        for interface in sorted(r.interfaces) if "interfaces" in detail else ():
             for field, family in net:
                 family.add([name, interface], getattr(r.interfaces[interface], field))
-        for v in r.veths:
-            veth_info.add([name, v.device, v.interface, v.bridge, v.master], 1)
+        for v in r.veths if "veths" in detail else ():
+            veth_info.add([name, v.interface, v.device, v.bridge, v.master], 1)
             if v.bridge:
-                attached.add([name, v.device, v.bridge], int(v.attached))
-            veth_up.add([name, v.device], int(v.operstate == "up"))
+                attached.add([name, v.interface, v.bridge], int(v.attached))
+            veth_up.add([name, v.interface], int(v.operstate == "up"))
     success = gauge("container_probe_success", "1 if the probe's last attempt succeeded (tcp: connected within its timeout).",
                     ["container", "probe"])
     took = gauge("container_probe_duration_seconds", "How long the probe's last attempt took.", ["container", "probe"])

@@ -23,7 +23,7 @@ def merge(prev, reading) -> dict:
     return {"napi": reading}
 
 
-def render(s):
+def render(s, view):
     threaded = gauge("link_napi_threaded", "1 if the NIC polls in napi/<dev> kernel threads.", ["device"])
     defer = gauge("link_napi_defer_hard_irqs", "Polls that may end empty before hard IRQs are re-enabled.", ["device"])
     gro = gauge("link_gro_flush_timeout_seconds", "GRO flush timeout; with napi_defer_hard_irqs it defers IRQs.", ["device"])

@@ -14,7 +14,7 @@ def merge(prev, reading) -> dict:
     return {"napi_polls": reading}
 
 
-def render(s):
+def render(s, view):
     reading = s.napi_polls
     available = gauge("napi_poll_available", "1 if the kernel's napi:napi_poll counts are read; 0: detection uses the counters only.")
     available.add([], int(not reading.unavailable))

@@ -25,8 +25,8 @@ def merge(prev, reading) -> dict:
     return {"netdev": reading or {}}
 
 
-def render(s):
-    names = sorted(s.netdev)
+def render(s, view):
+    names = sorted(filter(view.device_filter("netdev"), s.netdev))
     for field, doc in NETDEV:
         family = counter(f"link_{field}", doc, ["device"])
         for name in names:

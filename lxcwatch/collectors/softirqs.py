@@ -32,7 +32,7 @@ def merge(prev, reading: Softirqs | None) -> dict:
     return {"softirqs": advance(totals, raw), "softirq_ticks": reading.ticks}
 
 
-def render(s):
+def render(s, view):
     family = counter("softirqs", "Softirqs raised per CPU and vector.", ["cpu", "vector"])
     for (vector, cpu), total in sorted(s.softirqs.total.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         family.add([str(cpu), vector], total)

@@ -28,7 +28,7 @@ def merge(prev, rows) -> dict:
     return {"softnet_rows": {r.cpu: r for r in rows}, "softnet": advance(totals, raw)}
 
 
-def render(s):
+def render(s, view):
     for field, name, doc in SOFTNET:
         family = counter(name, doc, ["cpu"])
         for cpu in sorted(s.softnet_rows):

@@ -23,6 +23,7 @@ class Agent:
     replica: str
     config_loaded: bool = True  # the last (re)load of the flags succeeded
     config_loaded_at: float = 0.0  # time of the last successful (re)load
+    view: collectors.View = collectors.View()  # what the flags leave out of the exposition (rendering only)
 
 
 def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | None = None,
@@ -34,7 +35,7 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
         if not (success[name] or s.collectors[name].partial) or name not in collectors.ALL:
             continue
         try:
-            out.extend(collectors.ALL[name].render(s))
+            out.extend(collectors.ALL[name].render(s, agent.view))
         except Exception:
             log.exception("rendering failed", extra={"collector": name})
             success[name] = False
