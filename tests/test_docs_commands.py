@@ -48,6 +48,8 @@ WHERE = {
         f"{HERE}::test_the_corpus_commands_make_the_corpus_and_the_documented_table",
     ("docs/detection.md", ".venv/bin/python tests/detection.py tests/corpus"):
         f"{HERE}::test_the_corpus_commands_make_the_corpus_and_the_documented_table",
+    ("docs/metrics.md", ".venv/bin/python bench/cardinality.py --hosts"):
+        "test_cardinality.py::test_the_documented_command_prints_the_documented_tables",
     ("docs/performance.md", "make bench"): f"{LIVE}::test_make_bench",
     ("docs/performance.md", "make bench ARGS=--write-docs"): "not run: rewrites docs/performance.md in the checkout; "
                                                              "its measurement is `make bench`'s",
