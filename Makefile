@@ -7,7 +7,7 @@ ARGS   ?=
 .PHONY: run test bench bench-containers bench-napi-poll golden mutation clean dist
 
 $(STAMP): pyproject.toml scripts/debian-packages
-	bash scripts/debian-packages
+	bash scripts/debian-packages run
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml scripts/debian-packages
 run: $(STAMP)
 	$(VENV)/bin/lxcwatch $(ARGS)
 
+# The Debian packages the tests and benches run against, when missing (README.md).
 test: $(STAMP)
+	bash scripts/debian-packages test
 	$(VENV)/bin/pytest $(ARGS)
 
 # Rewrite the end-to-end golden files after an intended change of the exposition.
@@ -24,10 +26,12 @@ golden: $(STAMP)
 	$(VENV)/bin/pytest tests/test_e2e_golden.py --update-golden
 
 bench: $(STAMP)
+	bash scripts/debian-packages test
 	$(PY) bench/bench.py $(ARGS)
 
 # CPU per sample of the lxc collector: 50 real busybox containers (root) and a 500-container tree.
 bench-containers: $(STAMP)
+	bash scripts/debian-packages test
 	$(PY) bench/containers.py $(ARGS)
 
 # Mutation testing of the detection core (pyproject [tool.mutmut]); ~30 min on 2 cores. Survivors: `results`.
@@ -39,6 +43,7 @@ mutation: $(STAMP)
 
 # Cost of the napi_poll collector: per NAPI poll on a veth flood, per sample for 128 CPUs x 8 NICs (root).
 bench-napi-poll: $(STAMP)
+	bash scripts/debian-packages test
 	$(PY) bench/napi_poll.py $(ARGS)
 
 clean:
