@@ -18,8 +18,9 @@ def render(s, view):
     promiscuous = gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
     promiscuity = gauge("link_promiscuity", "Promiscuity reference count (IFLA_PROMISCUITY): how many users asked for promiscuous mode.", ["device"])
     up = gauge("link_up", "1 if the link's operational state is up.", ["device"])
+    # No operstate here: a volatile value on an info metric makes new series at every flap (lxcwatch_link_up has it).
     info = gauge("link_info", "Link metadata; value is always 1.",
-                 ["device", "kind", "master", "operstate", "driver", "driver_version", "firmware_version", "bus_info"])
+                 ["device", "kind", "master", "driver", "driver_version", "firmware_version", "bus_info"])
     ports: dict[str, int] = {}
     for link in s.links.values():  # a bridge's ports counted whether or not they are exported
         if link.master:
@@ -31,7 +32,7 @@ def render(s, view):
             promiscuity.add([link.name], link.promiscuity)
         up.add([link.name], int(link.operstate == "up"))
         d = link.driver
-        info.add([link.name, link.kind, link.master, link.operstate, d.driver, d.version, d.firmware, d.bus_info], 1)
+        info.add([link.name, link.kind, link.master, d.driver, d.version, d.firmware, d.bus_info], 1)
     bridge_ports = gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])
     for link in links:
         if link.kind == "bridge":
