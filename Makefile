@@ -9,14 +9,16 @@ ARGS      ?=
 
 # What the agent needs to run: the package and its runtime dependencies, no test tools.
 $(RUN_STAMP): pyproject.toml scripts/debian-packages
-	bash scripts/debian-packages
+	bash scripts/debian-packages run
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e .
 	touch $(RUN_STAMP)
 
 # ... and the test extra (pyproject.toml): pytest and pytest-xdist, import-linter, Ansible, the Grafana SDK, Pillow, psutil.
+# The Debian packages the tests and benches run against, when missing (README.md).
 $(STAMP): $(RUN_STAMP)
+	bash scripts/debian-packages test
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

@@ -95,7 +95,8 @@ class Ring:
 class Recorder:
     """The agent's side: a Sampler.on_sample callback that never raises, plus counters for the metrics."""
 
-    def __init__(self, path: str, size: int, sync_interval: float, boot: str, version: str = "", interval: float = 1.0):
+    def __init__(self, path: str, size: int, sync_interval: float, boot: str, version: str = "", interval: float = 1.0,
+                 make_directory: bool = False):
         self.path, self.sync_interval, self.boot = path, sync_interval, boot
         self.records = self.bytes = self.errors = 0
         self.previous_boot_unclean: bool | None = None
@@ -105,6 +106,8 @@ class Recorder:
         self._stop = threading.Event()
         self.ring: Ring | None = None
         try:
+            if make_directory:  # the default ring's directory: made as the unit's StateDirectory= makes it (0755)
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
             self.ring = Ring(path, size)
         except OSError as e:
             self.errors += 1

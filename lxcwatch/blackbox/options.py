@@ -14,6 +14,7 @@ DEFAULT_RING = "/var/lib/lxcwatch/flight.ring"
 @dataclass(frozen=True)
 class Options:
     ring: str | None = None  # None: no recorder
+    ring_is_default: bool = False  # DEFAULT_RING: its directory is the agent's own, made if missing (StateDirectory=)
     ring_size: int = ring_format.DEFAULT_SIZE
     sync_interval: float = 5.0
     kernel_events: bool = False
@@ -58,5 +59,5 @@ def options(args) -> Options:
     events = args.kernel_events if args.kernel_events is not None else (live or given)
     kmsg = None if args.kmsg == "none" else args.kmsg or ("/dev/kmsg" if live else None)
     pstore = args.pstore or (os.path.join(args.sysfs, "fs", "pstore") if live or args.pstore else None)
-    return Options(ring, ring_size, config.duration(args.recorder_sync), bool(events), args.journal,
-                   live or args.journal is not None, kmsg, pstore)
+    return Options(ring, ring is not None and not args.recorder_path, ring_size, config.duration(args.recorder_sync),
+                   bool(events), args.journal, live or args.journal is not None, kmsg, pstore)

@@ -15,8 +15,8 @@ class Blackbox:
     def __init__(self, o: Options, version: str, interval: float = 1.0):
         self.options = o
         self.boot = flight_recorder.boot_id()
-        self.recorder = (flight_recorder.Recorder(o.ring, o.ring_size, o.sync_interval, self.boot, version, interval)
-                         if o.ring else None)
+        self.recorder = (flight_recorder.Recorder(o.ring, o.ring_size, o.sync_interval, self.boot, version, interval,
+                                                  make_directory=o.ring_is_default) if o.ring else None)
         self.previous: Counter = Counter()
         self.watch = None
         if o.kernel_events:
