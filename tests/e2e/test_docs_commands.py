@@ -25,7 +25,7 @@ WHERE = {
     ("README.md", "make run"): f"{LIVE}::test_make_run_logs_no_error_and_postmortem_reads_its_ring",
     ("README.md", "make test"): "not run: the whole suite, this test among it (test_make_test_is_the_whole_suite checks "
                                 "what it runs)",
-    ("README.md", "make check"): "not run: it is tests/unit and tests/e2e without the slow tests, which `make test` runs "
+    ("README.md", "make check"): "not run: it is tests/unit without the slow tests, which `make test` runs "
                                  "(test_make_check_runs_the_fast_tiers checks the target)",
     ("README.md", "make dist"): "test_ansible.py::test_installed_role_holds_real_files",
     ("docs/deploy.md", "make dist"): "test_ansible.py::test_installed_role_holds_real_files",
@@ -115,7 +115,7 @@ def test_make_check_runs_the_fast_tiers():
     out = subprocess.run(["make", "-n", "check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     command = out.stdout.splitlines()[-1]
-    assert command.startswith(".venv/bin/pytest ") and command.split()[-2:] == ["tests/unit", "tests/e2e"], command
+    assert command.startswith(".venv/bin/pytest ") and command.split()[-1] == "tests/unit", command
     assert '-m "not slow"' in command, command
 
 
