@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench bench-containers bench-napi-poll golden mutation clean dist
+.PHONY: run test bench bench-containers bench-napi-poll golden mixin mutation clean dist
 
 $(STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
@@ -18,6 +18,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest $(ARGS)
+
+# Regenerate the rule files and dashboards from deploy/mixin/config.yml (docs/alerting.md).
+mixin: $(STAMP)
+	$(PY) deploy/mixin/mixin.py
 
 # Rewrite the end-to-end golden files after an intended change of the exposition.
 golden: $(STAMP)

@@ -96,8 +96,9 @@ def _links(s: Snapshot) -> Iterator[Family]:
     promiscuous = _gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
     promiscuity = _gauge("link_promiscuity", "Promiscuity reference count (IFLA_PROMISCUITY): how many users asked for promiscuous mode.", ["device"])
     up = _gauge("link_up", "1 if the link's operational state is up.", ["device"])
+    # No operstate here: a volatile value on an info metric makes new series at every flap (lxcwatch_link_up has it).
     info = _gauge("link_info", "Link metadata; value is always 1.",
-                  ["device", "kind", "master", "operstate", "driver", "driver_version", "firmware_version", "bus_info"])
+                  ["device", "kind", "master", "driver", "driver_version", "firmware_version", "bus_info"])
     ports: dict[str, int] = {}
     for link in links:
         if link.flags is not None:  # unreadable: unknown, and the links collector says so
@@ -106,7 +107,7 @@ def _links(s: Snapshot) -> Iterator[Family]:
             promiscuity.add([link.name], link.promiscuity)
         up.add([link.name], int(link.operstate == "up"))
         d = link.driver
-        info.add([link.name, link.kind, link.master, link.operstate, d.driver, d.version, d.firmware, d.bus_info], 1)
+        info.add([link.name, link.kind, link.master, d.driver, d.version, d.firmware, d.bus_info], 1)
         if link.master:
             ports[link.master] = ports.get(link.master, 0) + 1
     bridge_ports = _gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])

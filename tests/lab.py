@@ -146,7 +146,7 @@ class Prometheus(Process):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         rules = RULES.read_text()
-        assert rules.count("interval: 15s") == 3, "the shipped rule groups no longer all say `interval: 15s`"
+        assert rules.count("interval: 15s") == 5, "the shipped 15 s rule groups are no longer five"
         assert PROMETHEUS_TEMPLATE.read_text().count("interval: 15s") == 3, \
             "the playbook's prometheus.yml no longer says 15 s for scrape and evaluation"
         rules_path = directory / f"{name}.rules.yml"

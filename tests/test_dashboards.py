@@ -90,14 +90,20 @@ def test_variables(uid):
     d = next(d for d in dashboards() if d["uid"] == uid)
     v = variables(d)
     assert v["datasource"]["type"] == "datasource" and v["datasource"]["query"] == "prometheus"
-    sources = {"job": "lxcwatch_build_info", "instance": "lxcwatch_build_info", "replica_group": "lxcwatch_replica_info"}
+    sources = {"cluster": "lxcwatch_build_info", "job": "lxcwatch_build_info", "replica_group": "lxcwatch_replica_info"}
     for name, metric in sources.items():
         assert v[name]["type"] == "query"
         assert v[name]["datasource"]["uid"] == "${datasource}"
         query = v[name]["query"]["query"]
         assert re.fullmatch(rf"label_values\({metric}(\{{.*\}})?, {name}\)", query), query
+    # instance: the hosts of the chosen cluster, job and group (ungrouped hosts only under "All" groups)
+    instance = v["instance"]["query"]["query"]
+    assert instance.startswith("query_result(") and v["instance"]["regex"] == '/instance="([^"]+)"/'
+    for matcher in ('cluster=~"$cluster"', 'job=~"$job"', 'replica_group=~"$replica_group"'):
+        assert matcher in instance, matcher
+    assert metric_names(instance[len("query_result"):]) <= documented_metrics()
     for var in v.values():
-        if var["type"] == "query":
+        if var["type"] == "query" and var["name"] != "instance":
             assert var["query"]["query"].startswith("label_values(")
             assert metric_names(var["query"]["query"][len("label_values"):].rsplit(",", 1)[0] + ")") \
                 <= documented_metrics()
@@ -119,9 +125,10 @@ def test_targets(uid):
         # every range selector is $__rate_interval, and every rate/increase has one
         assert set(re.findall(r"\[[^\]]*\]", expr)) <= {"[$__rate_interval]"}, where
         assert len(re.findall(r"\b(?:rate|irate|increase)\(", expr)) == expr.count("[$__rate_interval]"), where
-        # every selector is limited to the chosen job
+        # every selector is limited to the chosen cluster, job and instance (the instance list follows the group)
         for sel in re.findall(r"\b\w+\{[^}]*\}", expr):
-            assert 'job=~"$job"' in sel, where
+            for matcher in ('cluster=~"$cluster"', 'job=~"$job"', 'instance=~"$instance"'):
+                assert matcher in sel, f"{where}: no {matcher}"
     assert n > 0
     for panel in walk_panels(d["panels"]):
         if panel["type"] != "row":
@@ -151,6 +158,34 @@ def test_views_have_what_the_issue_asks_for():
         assert name in exprs("lxcwatch-containers"), name
 
 
+RUNBOOK = "https://github.com/lxcwatch/lxcwatch/blob/main/docs/runbooks.md#"
+PACKET_RATES = re.compile(r"rate\(lxcwatch_(?:softnet_processed|softnet_dropped|link_\w+_dropped|"
+                          r"container_receive_packets|link_receive_packets)_total")
+
+
+@pytest.mark.parametrize("uid", sorted(UIDS))
+def test_an_on_call_person_can_navigate(uid):
+    """UTC, a description on every panel, pps for packet rates, runbook links that resolve, and annotations."""
+    d = next(d for d in dashboards() if d["uid"] == uid)
+    assert d["timezone"] == "utc"
+    anchors = {re.sub(r"[^a-z0-9 _-]", "", line[3:].strip().lower()).replace(" ", "-")
+               for line in (ROOT / "docs" / "runbooks.md").read_text().splitlines() if line.startswith("## ")}
+    links = 0
+    for panel in walk_panels(d["panels"]):
+        if panel["type"] == "row":
+            continue
+        assert panel.get("description"), f'{uid} / {panel["title"]}: no description'
+        if panel["type"] == "timeseries" and PACKET_RATES.search(panel["targets"][0]["expr"]):
+            assert panel["fieldConfig"]["defaults"]["unit"] == "pps", panel["title"]
+        for link in panel.get("links", []):
+            assert link["url"].startswith(RUNBOOK) and link["url"][len(RUNBOOK):] in anchors, link["url"]
+            links += 1
+    assert links, f"{uid}: no panel links to a runbook"
+    exprs = [a["expr"] for a in d["annotations"]["list"]]
+    assert any(e.startswith('ALERTS{alertstate="firing"') for e in exprs)
+    assert any("changes(lxcwatch_host_napi_heavy{" in e for e in exprs)
+
+
 def test_metric_names_parser():
     assert metric_names('sum by (a) (rate(x_total{a="b{c}"}[$__rate_interval]) * on (i) group_left (m) y) == 1') \
         == {"x_total", "y"}
@@ -159,6 +194,8 @@ def test_metric_names_parser():
 
 def test_panel_queries_substitutes_every_variable():
     qs = panel_queries(instance="host1:12243", job="lxcwatch", replica_group="web", datasource="prom")
+    assert queries.variable_queries(replica_group="web") and all(
+        "$" not in e and 'replica_group=~"web"' in e for _, _, e in queries.variable_queries(replica_group="web"))
     assert {uid for uid, _, _ in qs} == UIDS
     assert len(qs) == sum(1 for d in dashboards() for _ in targets(d))
     for uid, title, expr in qs:
