@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test bench bench-containers bench-napi-poll golden mixin mutation clean dist
+.PHONY: run test bench bench-containers bench-napi-poll bench-fleet golden mixin mutation clean dist
 
 $(STAMP): pyproject.toml scripts/debian-packages
 	bash scripts/debian-packages
@@ -44,6 +44,10 @@ mutation: $(STAMP)
 # Cost of the napi_poll collector: per NAPI poll on a veth flood, per sample for 128 CPUs x 8 NICs (root).
 bench-napi-poll: $(STAMP)
 	$(PY) bench/napi_poll.py $(ARGS)
+
+# The rules at fleet scale: synthetic fleets backfilled into a Prometheus that evaluates them (docs/fleet.md).
+bench-fleet: $(STAMP)
+	$(PY) bench/fleet.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build $(DIST) *.egg-info mutants

@@ -351,8 +351,8 @@ def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, ru
     progress(f"{hosts} hosts, {per_host} input series each; history ends at E = now + {end - time.time():.0f} s")
     started = time.monotonic()
     samples, m_rss = backfill(lines, tsdb, scratch, end, history, recent, slice_seconds)
-    m = Measurement(hosts, per_host * len(fleet), samples, time.monotonic() - started, expected=expected_pages(fleet),
-                    promtool_rss=m_rss * 1024)
+    m = Measurement(hosts, sum(len(h.static) + len(h.recent) + 1 for h in lines), samples, time.monotonic() - started,
+                    expected=expected_pages(fleet), promtool_rss=m_rss * 1024)
     progress(f"backfilled {samples:,} samples in {m.generate_seconds:.0f} s")
     if time.time() < end:
         time.sleep(end - time.time())  # Prometheus rejects rule results older than the newest block
