@@ -1,14 +1,13 @@
 """Fleet scale of the shipped rules: synthetic history of N hosts in replica pairs, templated from real agents'
-expositions, backfilled with promtool into a real Prometheus that evaluates the rules (docs/fleet.md).
+expositions, backfilled with promtool into a real Prometheus that scrapes the fleet on and evaluates the rules
+(docs/fleet.md).
 
-How it measures. Every rule input of every host is written at 15 s steps up to an end time E, imported with
-`promtool tsdb create-blocks-from openmetrics`, and a Prometheus with the rule files (nothing else: no scrape) is
-started on those blocks just after E. Its rules then evaluate at live time over real history: an instant selector
-sees each host's last sample for the 5 minutes of the default lookback, a [5m] or [1h] window its full history. So
-the evaluations in [E, E + 4.5 min] read exactly what they would read on a server that scraped the fleet; those are
-the evaluations measured (group durations, missed iterations, per-rule times, memory), and ALERTS is read at the
-end. What differs from a scraping server: the history sits in blocks instead of the head, and no scrape competes
-for the CPU."""
+How it measures. Every rule input of every host is written at 15 s steps up to an end time E and imported with
+`promtool tsdb create-blocks-from openmetrics`; just after E a Prometheus starts on those blocks with the rule files
+and scrapes every host from a loopback server that answers with the host's exposition as at E. So at live time the
+series go on, each [5m] or [1h] window the rules read is full, and the rule groups evaluate on their own schedule
+exactly as on a server that has scraped this fleet for hours: group durations, missed iterations, per-rule times,
+samples read and memory are measured there, and ALERTS is read at the end."""
 
 import argparse
 import json
@@ -22,8 +21,10 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import threading
 import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +42,6 @@ STEP = 15  # seconds: the shipped scrape interval
 JOB, PORT = "lxcwatch", 12243
 CLUSTERS = ("east", "west")
 PAGE = "LxcwatchReplicasNapiHeavy"
-LOOKBACK = 300  # Prometheus' default --query.lookback-delta: how long after E an instant selector still sees E
 # A typical host (issue 14): 32 CPUs, 2 NICs x 8 queues, 100 containers (one veth each on four bridges).
 CPUS, NICS, QUEUES, CONTAINERS = 32, 2, 8, 100
 # Scenario of a pair, by its index within its cluster modulo SCENARIOS (so a 24-host fleet has each once).
@@ -157,11 +157,13 @@ class HostLines:
     recent: list[str]  # every other series, for the recent history only
     heavy: str
     windows: list[tuple[int, int]]
+    target: dict  # the target labels a scrape adds
+    exposition: bytes  # what the host answers a scrape after E: its series as at E, without the target labels
 
 
 def host_lines(host: Host, series: list[tuple[str, dict, float]]) -> HostLines:
     target = {"cluster": host.cluster, "instance": host.instance, "job": JOB}
-    static, recent, heavy = [f"up{_labels(target)} 1"], [], ""
+    static, recent, heavy, scraped = [f"up{_labels(target)} 1"], [], "", []
     for name, labels, value in series:
         labels = dict(labels)
         if name == "lxcwatch_replica_info":
@@ -176,11 +178,47 @@ def host_lines(host: Host, series: list[tuple[str, dict, float]]) -> HostLines:
         prefix = f"{name}{_labels({**labels, **target})}"
         if name == "lxcwatch_host_napi_heavy":
             heavy = prefix
+            value = 1 if any(hi == 0 for _, hi in host.heavy) else 0
+            scraped.append(f"{name}{_labels(labels)} {value}\n")
+            continue
         elif name == "lxcwatch_replica_info":
             static.append(f"{prefix} {value:g}")
         else:
             recent.append(f"{prefix} {value:g}")
-    return HostLines(static, recent, heavy, host.heavy)
+        scraped.append(f"{name}{_labels(labels)} {value:g}\n")
+    return HostLines(static, recent, heavy, host.heavy, target, "".join(scraped).encode())
+
+
+class Agents:
+    """The whole fleet's agents after E: one loopback HTTP server answering /metrics/INSTANCE with that host's
+    exposition as at E, so the series go on at live time and every window the rules read stays full."""
+
+    def __init__(self, fleet: list[HostLines]):
+        pages = {f"/metrics/{h.target['instance']}": h.exposition for h in fleet}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = pages.get(self.path)
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.scrape_config = {"job_name": JOB, "scrape_interval": f"{STEP}s", "static_configs": [
+            {"targets": [f"127.0.0.1:{self.port}"], "labels": {
+                "cluster": h.target["cluster"], "instance": h.target["instance"],
+                "__metrics_path__": f"/metrics/{h.target['instance']}"}} for h in fleet]}
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def write_openmetrics(path: Path, fleet: list[HostLines], end: int, first: int, last: int, recent_from: int) -> int:
@@ -244,14 +282,14 @@ def metrics(url: str) -> dict[tuple[str, str], float]:
 
 
 class Server:
-    """Debian's Prometheus on the backfilled TSDB with the rule files, on a free loopback port."""
+    """Debian's Prometheus on the backfilled TSDB with the rule files, scraping the fleet, on a free loopback port."""
 
-    def __init__(self, workdir: Path, tsdb: Path, rule_files: list[Path]):
+    def __init__(self, workdir: Path, tsdb: Path, rule_files: list[Path], scrape_config: dict):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
         config.write_text(json.dumps({"global": {"evaluation_interval": f"{STEP}s"},
-                                      "rule_files": [str(p) for p in rule_files]}))
+                                      "rule_files": [str(p) for p in rule_files], "scrape_configs": [scrape_config]}))
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115  (lives as long as the process)
         self.proc = subprocess.Popen([
             PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tsdb}", "--storage.tsdb.retention.time=1y",
@@ -293,6 +331,7 @@ class Measurement:
     samples_read: dict = field(default_factory=dict)  # (group, rule) -> totalQueryableSamples
     late_start: float = 0.0  # seconds Prometheus' first evaluation came after E
     promtool_rss: float = 0.0
+    rule_files: list = field(default_factory=list)
 
 
 def observe(server: Server, m: Measurement, end: int, seconds: float, poll: float = 5.0) -> None:
@@ -333,6 +372,7 @@ def samples_read(server: Server, m: Measurement, rule_files: list[Path], at: flo
 
 def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, rule_files: list[Path],
         read_stats: bool = True) -> Measurement:
+    original_names = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in rule_files]
     copies = workdir / "rules"  # as they are now: a checkout may change while this runs
     copies.mkdir()
     rule_files = [Path(shutil.copy(p, copies / f"{i}-{p.name}")) for i, p in enumerate(rule_files)]
@@ -352,23 +392,22 @@ def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, ru
     started = time.monotonic()
     samples, m_rss = backfill(lines, tsdb, scratch, end, history, recent, slice_seconds)
     m = Measurement(hosts, sum(len(h.static) + len(h.recent) + 1 for h in lines), samples, time.monotonic() - started,
-                    expected=expected_pages(fleet), promtool_rss=m_rss * 1024)
+                    expected=expected_pages(fleet), promtool_rss=m_rss * 1024, rule_files=original_names)
     progress(f"backfilled {samples:,} samples in {m.generate_seconds:.0f} s")
     if time.time() < end:
         time.sleep(end - time.time())  # Prometheus rejects rule results older than the newest block
-    server = Server(workdir, tsdb, rule_files)
+    agents = Agents(lines)
+    server = Server(workdir, tsdb, rule_files, agents.scrape_config)
     try:
         m.late_start = time.time() - end
-        window = LOOKBACK - 30 - m.late_start
-        if window < 3 * MIN:
-            progress(f"warning: Prometheus started {m.late_start:.0f} s after E: only {window:.0f} s to measure")
-        observe(server, m, end, min(seconds, window))
+        observe(server, m, end, seconds)
         result = server.query(f'ALERTS{{alertname="{PAGE}", alertstate="firing"}}', time.time())["result"]
         m.pages = {(r["metric"].get("cluster", ""), r["metric"]["replica_group"]) for r in result}
-        if read_stats and time.time() < end + LOOKBACK:
+        if read_stats:
             samples_read(server, m, rule_files, time.time())
     finally:
         server.stop()
+        agents.close()
     return m
 
 
@@ -386,7 +425,7 @@ def median(values: list[float]) -> float:
 
 def render(m: Measurement) -> str:
     loads = " ".join(f"{lo[0]:.2f}" for lo in m.load[:: max(1, len(m.load) // 6)])
-    lines = [f"### {m.hosts:,} hosts", "",
+    lines = [f"### {m.hosts:,} hosts: {', '.join(m.rule_files)}", "",
              f"{m.series:,} input series, {m.samples:,} samples backfilled in {m.generate_seconds:.0f} s; "
              f"(promtool peak RSS {m.promtool_rss / 2**20:,.0f} MiB); first evaluation {m.late_start:.0f} s after E; "
              f"Prometheus peak RSS {m.rss_max / 2**20:,.0f} MiB; "
@@ -419,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--history", default="2h", help="history of up and replica_info (read over 1 h windows)")
     parser.add_argument("--recent", default="10m", help="history of every other input (read over 5 min at most)")
-    parser.add_argument("--seconds", type=float, default=240, help="evaluation time measured (at most ~4.5 min)")
+    parser.add_argument("--seconds", type=float, default=300, help="evaluation time measured")
     parser.add_argument("--rules", type=Path, nargs="+", default=RULES)
     parser.add_argument("--tmpdir", default=None, help="where the TSDB and the text slices go")
     args = parser.parse_args(argv)

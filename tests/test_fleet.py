@@ -1,19 +1,21 @@
-"""docs/fleet.md's small fleet, as written: 24 hosts (every scenario of bench/fleet.py once per cluster) backfilled
-into Debian's Prometheus with the shipped rules; the page fires for exactly the two pairs heavy together."""
+"""docs/fleet.md's commands, as written: the small fleet (24 hosts, every scenario of bench/fleet.py once per
+cluster, backfilled into Debian's Prometheus with the shipped rules), where the page fires for exactly the two pairs
+heavy together; the Thanos variant of the global tier."""
 
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = 'make bench-fleet ARGS="--hosts 24 --history 70m --seconds 120"'
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/usr/bin/promtool").exists(),
-                                                   reason="needs /usr/bin/promtool (Debian: prometheus)")]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/bin/promtool").exists(), reason="needs /usr/bin/promtool (Debian: prometheus)")
 def test_the_documented_small_fleet_pages_exactly_the_pairs_heavy_together():
     assert COMMAND in (ROOT / "docs" / "fleet.md").read_text()
     out = subprocess.run(["make", "bench-fleet", "ARGS=--hosts 24 --history 70m --seconds 120"], cwd=ROOT,
@@ -26,3 +28,14 @@ def test_the_documented_small_fleet_pages_exactly_the_pairs_heavy_together():
     groups = re.findall(r"^\| (lxcwatch-[a-z-]+) \| (\d+) \| (\d+) \|", out.stdout, re.M)
     assert groups and all(int(evaluations) > 0 and missed == "0" for _, evaluations, missed in groups), out.stdout
     assert "17,064 input series" in out.stdout  # 24 hosts x 711 rule inputs of the templated agent
+
+
+def test_the_documented_thanos_variant_is_the_global_tier_with_abort_in_every_group():
+    docs = (ROOT / "docs" / "fleet.md").read_text()
+    command = re.search(r"^(sed .*partial_response_strategy: abort.*)$", docs, re.M).group(1)
+    out = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    thanos = yaml.safe_load(out.stdout)["groups"]
+    shipped = yaml.safe_load((ROOT / "deploy/prometheus/sharded/lxcwatch.global.rules.yml").read_text())["groups"]
+    assert [g.pop("partial_response_strategy") for g in thanos] == ["abort"] * len(shipped)
+    assert thanos == shipped
