@@ -10,6 +10,8 @@ exactly as on a server that has scraped this fleet for hours: group durations, m
 samples read and memory are measured there, and ALERTS is read at the end."""
 
 import argparse
+import gzip
+import contextlib
 import json
 import math
 import os
@@ -48,6 +50,7 @@ CPUS, NICS, QUEUES, CONTAINERS = 32, 2, 8, 100
 TOGETHER, ONE, APART, SPLIT_NAME, KNOWN_BAD = range(5)
 SCENARIOS = 50
 HEAVY_NOW = (8 * 60, 0)  # heavy from 8 min before E to E
+PARTIALS = r"\binstance(?:_device|_container)?:lxcwatch_[a-z_]+:[a-z0-9_]+"  # per-host partials (host tier)
 MIN = 60
 SLICE_SAMPLES = 20_000_000
 IMPORT_RATE = 120_000  # samples/s through write_openmetrics + promtool, measured here at load 5 on 2 cores
@@ -193,24 +196,35 @@ class Agents:
     """The whole fleet's agents after E: one loopback HTTP server answering /metrics/INSTANCE with that host's
     exposition as at E, so the series go on at live time and every window the rules read stays full."""
 
-    def __init__(self, fleet: list[HostLines]):
-        pages = {f"/metrics/{h.target['instance']}": h.exposition for h in fleet}
+    def __init__(self, fleet: list[HostLines], honor_labels: bool = False):
+        pages = {f"/metrics/{h.target['instance']}": gzip.compress(h.exposition, 1) for h in fleet}
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # Prometheus keeps one connection per target
+
             def do_GET(self):
-                body = pages.get(self.path)
+                body = pages.get(self.path, b"")
                 self.send_response(200 if body else 404)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body or b"")))
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body or b"")
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 4096  # a thousand targets connect at once when Prometheus starts
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a scrape Prometheus gave up on: counted in the report (failed scrapes)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.scrape_config = {"job_name": JOB, "scrape_interval": f"{STEP}s", "static_configs": [
+        self.scrape_config = {"job_name": JOB, "scrape_interval": f"{STEP}s", "honor_labels": honor_labels,
+                              "static_configs": [
             {"targets": [f"127.0.0.1:{self.port}"], "labels": {
                 "cluster": h.target["cluster"], "instance": h.target["instance"],
                 "__metrics_path__": f"/metrics/{h.target['instance']}"}} for h in fleet]}
@@ -231,7 +245,7 @@ def write_openmetrics(path: Path, fleet: list[HostLines], end: int, first: int, 
                 lines = h.static + h.recent if t >= recent_from else h.static
                 out.write(sep.join(lines) + sep)
                 samples += len(lines)
-                if t >= recent_from:
+                if t >= recent_from and h.heavy:
                     before = end - t
                     value = 1 if any(lo >= before >= hi for lo, hi in h.windows) else 0
                     out.write(f"{h.heavy} {value}{sep}")
@@ -332,6 +346,7 @@ class Measurement:
     late_start: float = 0.0  # seconds Prometheus' first evaluation came after E
     promtool_rss: float = 0.0
     rule_files: list = field(default_factory=list)
+    failed_scrapes: int = 0  # targets with at least one failed scrape during the measurement
 
 
 def observe(server: Server, m: Measurement, end: int, seconds: float, poll: float = 5.0) -> None:
@@ -370,16 +385,11 @@ def samples_read(server: Server, m: Measurement, rule_files: list[Path], at: flo
                     "totalQueryableSamples", 0)
 
 
-def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, rule_files: list[Path],
-        read_stats: bool = True) -> Measurement:
-    original_names = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in rule_files]
-    copies = workdir / "rules"  # as they are now: a checkout may change while this runs
-    copies.mkdir()
-    rule_files = [Path(shutil.copy(p, copies / f"{i}-{p.name}")) for i, p in enumerate(rule_files)]
-    names = rule_inputs(rule_files)
-    series = template(workdir, names)
-    fleet = plan(hosts)
-    lines = [host_lines(h, series) for h in fleet]
+@contextlib.contextmanager
+def serving(lines: list[HostLines], history: int, recent: int, workdir: Path, rule_files: list[Path],
+            honor_labels: bool = False):
+    """The fleet's history backfilled up to E, then Prometheus with the rule files scraping it on from E: yields
+    (server, end, samples, seconds the backfill took, promtool's peak RSS in bytes)."""
     per_host = len(lines[0].static) + len(lines[0].recent) + 1
     slice_seconds = max(1, SLICE_SAMPLES // (per_host * len(lines))) * STEP  # text files of ~3 GB
     tsdb, scratch = workdir / "tsdb", workdir / "scratch"
@@ -388,26 +398,109 @@ def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, ru
     expected = len(lines) * ((per_host - len(lines[0].static)) * (recent // STEP + 1)
                              + len(lines[0].static) * (history // STEP + 1))
     end = int(time.time() + expected / IMPORT_RATE + 20) // STEP * STEP
-    progress(f"{hosts} hosts, {per_host} input series each; history ends at E = now + {end - time.time():.0f} s")
+    progress(f"{len(lines)} hosts, {per_host} input series each; history ends at E = now + {end - time.time():.0f} s")
     started = time.monotonic()
-    samples, m_rss = backfill(lines, tsdb, scratch, end, history, recent, slice_seconds)
-    m = Measurement(hosts, sum(len(h.static) + len(h.recent) + 1 for h in lines), samples, time.monotonic() - started,
-                    expected=expected_pages(fleet), promtool_rss=m_rss * 1024, rule_files=original_names)
-    progress(f"backfilled {samples:,} samples in {m.generate_seconds:.0f} s")
+    samples, rss = backfill(lines, tsdb, scratch, end, history, recent, slice_seconds)
+    took = time.monotonic() - started
+    progress(f"backfilled {samples:,} samples in {took:.0f} s")
     if time.time() < end:
         time.sleep(end - time.time())  # Prometheus rejects rule results older than the newest block
-    agents = Agents(lines)
+    agents = Agents(lines, honor_labels)
     server = Server(workdir, tsdb, rule_files, agents.scrape_config)
     try:
+        yield server, end, samples, took, rss * 1024
+    finally:
+        server.stop()
+        agents.close()
+
+
+def wait_evaluations(server: Server, count: int, timeout: float = 300) -> None:
+    """Until every rule group has evaluated `count` times (a 1 m group takes up to `count` minutes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = metrics(server.url)
+        groups = [v for (name, _), v in done.items() if name == "prometheus_rule_group_iterations_total"]
+        if groups and min(groups) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rule groups did not evaluate {count} times in {timeout:.0f} s")
+        time.sleep(5)
+
+
+def copy_rules(rule_files: list[Path], workdir: Path) -> list[Path]:
+    """The rule files as they are now (a checkout may change while this runs)."""
+    copies = workdir / "rules"
+    copies.mkdir(exist_ok=True)
+    return [Path(shutil.copy(p, copies / f"{len(list(copies.iterdir()))}-{p.name}")) for p in rule_files]
+
+
+def kind(host: Host) -> tuple[bool, bool, bool]:
+    return bool(host.group), any(hi == 0 for _, hi in host.heavy), host.known_bad
+
+
+def partials(workdir: Path, host_rules: list[Path], series: list[tuple[str, dict, float]], read: set[str]) -> dict:
+    """kind(host) -> the partials the host tier records for such a host (name, labels without the host's and group's,
+    value) of the names in `read`: what the global tier reads of a shard's output, from a Prometheus evaluating the
+    host tier on 24 templated hosts."""
+    small = plan(24)
+    by_instance = {h.instance: h for h in small}
+    work = workdir / "host-tier"
+    work.mkdir()
+    rules = copy_rules(host_rules, work)
+    with serving([host_lines(h, series) for h in small], 70 * MIN, 10 * MIN, work, rules) as (server, *_):
+        wait_evaluations(server, 2)
+        found = server.query(f'{{__name__=~"{"|".join(sorted(read))}"}}', time.time())["result"]
+    kinds: dict[tuple, list] = {}
+    for r in found:
+        labels = dict(r["metric"])
+        name, host = labels.pop("__name__"), by_instance[labels.pop("instance")]
+        for label in ("cluster", "job"):
+            labels.pop(label)
+        kinds.setdefault((kind(host), host.instance), []).append((name, labels, float(r["value"][1])))
+    out = {}
+    for (k, _), rows in sorted(kinds.items()):
+        out.setdefault(k, rows)  # one representative host per kind
+    return out
+
+
+def partial_lines(host: Host, kinds: dict) -> HostLines:
+    target = {"cluster": host.cluster, "instance": host.instance, "job": JOB}
+    lines = []
+    for name, labels, value in kinds[kind(host)]:
+        labels = {**labels, **target}
+        if "replica_group" in labels:
+            labels.update(replica_group=host.group, replica=host.replica)
+        lines.append(f"{name}{_labels(labels)} {value:g}")
+    return HostLines([], lines, "", host.heavy, target, "".join(line + "\n" for line in lines).encode())
+
+
+def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, rule_files: list[Path],
+        read_stats: bool = True, global_tier_of: list[Path] | None = None) -> Measurement:
+    """With `global_tier_of` (the host tier's rule files), `rule_files` is a global tier: its inputs are the partials
+    that host tier records, templated per host from a real evaluation of it (`partials`)."""
+    names = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in rule_files]
+    rule_files = copy_rules(rule_files, workdir)
+    series = template(workdir, rule_inputs(global_tier_of or rule_files))
+    fleet = plan(hosts)
+    if global_tier_of:
+        read = {n for n in re.findall(PARTIALS, "\n".join(p.read_text() for p in rule_files))}
+        kinds = partials(workdir, global_tier_of, series, read)
+        lines = [partial_lines(h, kinds) for h in fleet]
+        history = recent  # the global tier reads no window
+    else:
+        lines = [host_lines(h, series) for h in fleet]
+    with serving(lines, history, recent, workdir, rule_files, honor_labels=bool(global_tier_of)) as (
+            server, end, samples, took, rss):
+        m = Measurement(hosts, sum(len(h.static) + len(h.recent) + bool(h.heavy) for h in lines), samples, took,
+                        expected=expected_pages(fleet), promtool_rss=rss, rule_files=names)
         m.late_start = time.time() - end
         observe(server, m, end, seconds)
         result = server.query(f'ALERTS{{alertname="{PAGE}", alertstate="firing"}}', time.time())["result"]
         m.pages = {(r["metric"].get("cluster", ""), r["metric"]["replica_group"]) for r in result}
+        failed = server.query(f"count(min_over_time(up[{int(seconds)}s]) == 0)", time.time())["result"]
+        m.failed_scrapes = int(failed[0]["value"][1]) if failed else 0
         if read_stats:
             samples_read(server, m, rule_files, time.time())
-    finally:
-        server.stop()
-        agents.close()
     return m
 
 
@@ -428,7 +521,7 @@ def render(m: Measurement) -> str:
     lines = [f"### {m.hosts:,} hosts: {', '.join(m.rule_files)}", "",
              f"{m.series:,} input series, {m.samples:,} samples backfilled in {m.generate_seconds:.0f} s; "
              f"(promtool peak RSS {m.promtool_rss / 2**20:,.0f} MiB); first evaluation {m.late_start:.0f} s after E; "
-             f"Prometheus peak RSS {m.rss_max / 2**20:,.0f} MiB; "
+             f"Prometheus peak RSS {m.rss_max / 2**20:,.0f} MiB; targets with a failed scrape: {m.failed_scrapes}; "
              f"load (1 min) during the measurement: {loads}", "",
              "| rule group | evaluations | missed | duration median | duration max |", "|---|---|---|---|---|"]
     for name, g in m.groups.items():
@@ -460,13 +553,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recent", default="10m", help="history of every other input (read over 5 min at most)")
     parser.add_argument("--seconds", type=float, default=300, help="evaluation time measured")
     parser.add_argument("--rules", type=Path, nargs="+", default=RULES)
+    parser.add_argument("--global-tier-of", type=Path, nargs="+", default=None, metavar="HOST_RULES",
+                        help="--rules is a global tier: feed it the partials these host-tier rules record")
     parser.add_argument("--tmpdir", default=None, help="where the TSDB and the text slices go")
     args = parser.parse_args(argv)
     for hosts in args.hosts:
         workdir = Path(tempfile.mkdtemp(prefix="lxcwatch-fleet-", dir=args.tmpdir))
         try:
             m = run(hosts, parse_duration(args.history), parse_duration(args.recent), args.seconds, workdir,
-                    [p.resolve() for p in args.rules])
+                    [p.resolve() for p in args.rules],
+                    global_tier_of=[p.resolve() for p in args.global_tier_of] if args.global_tier_of else None)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         print(render(m) + "\n", flush=True)
