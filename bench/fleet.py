@@ -549,10 +549,9 @@ def parse_duration(text: str) -> int:
     return int(float(text[:-1]) * unit)
 
 
-def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # finally: stop, clean up
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hosts", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1000])
     parser.add_argument("--history", default="2h", help="history of up and replica_info (read over 1 h windows)")
     parser.add_argument("--recent", default="10m", help="history of every other input (read over 5 min at most)")
     parser.add_argument("--seconds", type=float, default=300, help="evaluation time measured")
@@ -561,6 +560,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="--rules is a global tier: feed it the partials these host-tier rules record")
     parser.add_argument("--tmpdir", default=None, help="where the TSDB and the text slices go")
     args = parser.parse_args(argv)
+    for path in args.rules + (args.global_tier_of or []):
+        if not path.is_file():
+            parser.error(f"no rule file {path}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # finally: stop, clean up
+    args = parse_args(argv)
     for hosts in args.hosts:
         workdir = Path(tempfile.mkdtemp(prefix="lxcwatch-fleet-", dir=args.tmpdir))
         try:

@@ -3,7 +3,9 @@ cluster, backfilled into Debian's Prometheus with the shipped rules), where the 
 heavy together; the Thanos variant of the global tier."""
 
 import re
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,20 @@ def test_the_documented_thanos_variant_is_the_global_tier_with_abort_in_every_gr
     shipped = yaml.safe_load((ROOT / "deploy/prometheus/sharded/lxcwatch.global.rules.yml").read_text())["groups"]
     assert [g.pop("partial_response_strategy") for g in thanos] == ["abort"] * len(shipped)
     assert thanos == shipped
+
+
+def test_every_documented_bench_command_is_accepted():
+    """The long runs of docs/fleet.md (10-20 min each): their arguments parse, and the `git show` runs."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fleet
+    docs = (ROOT / "docs" / "fleet.md").read_text()
+    runs = re.findall(r'^make bench-fleet(?: ARGS="([^"]*)")?', docs, re.M)
+    assert len(runs) == 4, runs
+    before = re.search(r"^(git show \S+ > (\S+))$", docs, re.M)
+    done = subprocess.run(before.group(1), shell=True, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    try:
+        for args in runs:
+            assert fleet.parse_args(shlex.split(args)).hosts
+    finally:
+        Path(before.group(2)).unlink()
