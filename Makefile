@@ -65,7 +65,7 @@ dist: $(STAMP)
 	rm -rf $(DIST) build
 	mkdir -p $(DIST)/wheelhouse
 	$(VENV)/bin/pip wheel --quiet --no-deps . -w $(DIST)
-	$(VENV)/bin/pip wheel --quiet $(DIST)/lxcwatch-$(VERSION)-py3-none-any.whl -w $(DIST)/wheelhouse
+	$(VENV)/bin/pip wheel --quiet "$(DIST)/lxcwatch-$(VERSION)-py3-none-any.whl[postmortem]" -w $(DIST)/wheelhouse
 	$(TAR) -C $(DIST) -cf - wheelhouse | gzip -n > $(DIST)/lxcwatch-$(VERSION)-wheelhouse-$(PLATFORM).tar.gz
 	$(TAR) --dereference -C deploy/ansible/roles -cf - lxcwatch | gzip -n > $(DIST)/lxcwatch-role-$(VERSION).tar.gz
 	rm -rf $(DIST)/wheelhouse build

@@ -27,8 +27,9 @@ sys.path.insert(0, str(REPO / "bench"))
 import synthetic_containers
 from bench import write_docs
 
-from lxcwatch.collectors import COLLECTORS, Sources
-from lxcwatch.containers import advance
+from lxcwatch.collectors import ALL as COLLECTORS
+from lxcwatch.sources.host import Sources
+from lxcwatch.core.containers import advance
 
 RESULT = REPO / "bench" / "out" / "containers.md"
 DOCS = REPO / "docs" / "performance.md"
@@ -50,7 +51,7 @@ def run(*cmd: str, check: bool = True) -> str:
 def measure(procfs: str, sysfs: str, lxc_path: str, samples: int) -> dict:
     """CPU per call of the lxc collector, and what the last call saw."""
     sources = Sources.open(procfs, sysfs, (lxc_path,))
-    read = COLLECTORS["lxc"]
+    read = COLLECTORS["lxc"].read
     try:
         t0 = time.process_time()
         reading = read(sources)

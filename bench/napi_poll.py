@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from bench import write_docs  # noqa: E402
 from napi_flood import FloodLab, Tracefs  # noqa: E402
 
-from lxcwatch.perf_napi_poll import PerfNapiPolls, online_cpus  # noqa: E402
+from lxcwatch.sources.perf_napi_poll import PerfNapiPolls, online_cpus  # noqa: E402
 
 RESULT = REPO / "bench" / "out" / "napi_poll.md"
 DOCS_START, DOCS_END = "<!-- bench:napi_poll:start -->", "<!-- bench:napi_poll:end -->"

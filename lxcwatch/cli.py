@@ -1,16 +1,22 @@
 """Command line: the agent (default), `status`, `record`, `replay` and `postmortem`, in node_exporter's flag habits."""
 
 import argparse
+import dataclasses
 import importlib
 import socket
 import sys
 import time
 
-from lxcwatch import __version__, blackbox, classifier, config, daemon, http, http_server, metrics, probes, status, web_config
-from lxcwatch.collectors import COLLECTORS, Sources
+from lxcwatch import __version__, config, daemon
+from lxcwatch.blackbox import options as blackbox_options
+from lxcwatch.collectors import ALL as COLLECTORS
+from lxcwatch.core import classifier
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.lxc_host import DEFAULT_LXC_PATH
+from lxcwatch.export import http_server, metrics, status, web, web_config
 from lxcwatch.sampler import Sampler
+from lxcwatch.sources import probes
+from lxcwatch.sources.host import Sources
+from lxcwatch.sources.lxc_host import DEFAULT_LXC_PATH
 
 DEFAULT_PORT = 12243
 
@@ -20,17 +26,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-DETECT_FLAGS = (  # (flag, Thresholds field, type)
-    ("--detect.min-packets-per-second", "min_packets_per_second", float),
-    ("--detect.full-poll-share", "full_poll_share", float),
-    ("--detect.packets-per-interrupt", "packets_per_interrupt", float),
-    ("--detect.squeezes-per-second", "squeezes_per_second", float),
-    ("--detect.ksoftirqd-share", "ksoftirqd_share", float),
-    ("--detect.host-squeezes-per-second", "host_squeezes_per_second", float),
-    ("--detect.host-drops-per-second", "host_drops_per_second", float),
-    ("--detect.enter-samples", "enter_samples", int),
-    ("--detect.leave-samples", "leave_samples", int),
-)
+# One --detect.* flag per Thresholds field: --detect.full-poll-share sets full_poll_share.
+DETECT_FLAGS = tuple((f"--detect.{f.name.replace('_', '-')}", f.name, type(f.default))
+                     for f in dataclasses.fields(classifier.Thresholds))
 
 
 def _detect_flags(p: argparse.ArgumentParser) -> None:
@@ -70,10 +68,17 @@ def agent_parser() -> argparse.ArgumentParser:
                 "(the flight recorder after a crash); each has --help.")
     p.add_argument("--web.listen-address", dest="listen", action="append", metavar="ADDR",
                    help=f"address to listen on, repeatable (default :{DEFAULT_PORT})")
+    p.add_argument("--web.systemd-socket", dest="systemd_socket", action="store_true",
+                   help="serve on the listening sockets systemd passes (socket activation, packaging/systemd/"
+                        "lxcwatch.socket); --web.listen-address is then ignored")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                    help="path under which to expose metrics (default /metrics)")
+    p.add_argument("--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
+                   help="leave the agent's own process_* and lxcwatch_http_* metrics out of the exposition "
+                        "(docs/metrics.md)")
     p.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
-                   help="TLS and basic auth, exporter-toolkit format (docs/security.md); read at start only")
+                   help="TLS and basic auth, exporter-toolkit format (docs/security.md); read again when it or the files "
+                        "it names change")
     limits = http_server.Limits()
     p.add_argument("--web.max-requests", dest="max_requests", type=int, default=limits.max_requests, metavar="N",
                    help=f"requests answered at once; more get 503; 0: no limit (default {limits.max_requests})")
@@ -90,14 +95,19 @@ def agent_parser() -> argparse.ArgumentParser:
     _lxc_flags(p, probe_flags=True)
     p.add_argument("--replica.group", dest="replica_group", default="", metavar="NAME", help="replica group this host belongs to (default: none, no lxcwatch_replica_info)")
     p.add_argument("--replica.name", dest="replica_name", default=None, metavar="NAME", help="this host's name in its group (default: hostname)")
+    p.add_argument("--collector.disable-defaults", dest="collectors_off", action="store_true",
+                   help="disable every collector; only those enabled with --collector.NAME run")
     for name in COLLECTORS:
-        p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction, default=True,
-                       help=f"enable the {name} collector (default: enabled; --no-collector.{name} disables)")
+        p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action=argparse.BooleanOptionalAction, default=None,
+                       help=f"enable the {name} collector (default: enabled unless --collector.disable-defaults; "
+                            f"--no-collector.{name} disables)")
     config.add_napi_poll_include_flag(p, "count")
     _detect_flags(p)
-    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
-    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
-    blackbox.add_arguments(p)
+    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"],
+                   help="only log messages with the given severity or above: debug, info, warn, error (default info)")
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"],
+                   help="output format of log messages: logfmt or json (default logfmt)")
+    blackbox_options.add_arguments(p)
     p.add_argument("--version", action="version", version=f"lxcwatch {__version__}")
     return p
 
@@ -125,7 +135,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
     listen = tuple(args.listen or [f":{DEFAULT_PORT}"])
     for address in listen:
         try:
-            http.parse_address(address)
+            web.parse_address(address)
         except ValueError as e:
             raise UsageError(str(e)) from None
     if args.probes_file:
@@ -135,17 +145,25 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
     return daemon.Settings(
         listen=listen, telemetry_path=args.telemetry_path, procfs=args.procfs, sysfs=args.sysfs, interval=interval,
         deadline=config.deadline(args.deadline, interval),
-        collectors=tuple(n for n in COLLECTORS if getattr(args, f"collector_{n}")), thresholds=thresholds(args),
+        collectors=enabled_collectors(args), thresholds=thresholds(args),
         agent=metrics.Agent(__version__, args.replica_group, args.replica_name or socket.gethostname(),
                             config_loaded_at=time.time()),
         lxc_paths=lxc_paths(args), probes_file=args.probes_file, probes_interval=config.duration(args.probes_interval),
         napi_poll_include=config.napi_poll_include(args),
         log_level="warning" if args.log_level == "warn" else args.log_level, log_format=args.log_format,
-        blackbox=blackbox.options(args),
+        blackbox=blackbox_options.options(args),
         web_config=web_config.load(args.web_config_file) if args.web_config_file else None,
+        web_config_file=args.web_config_file,
+        systemd_socket=args.systemd_socket, exporter_metrics=not args.disable_exporter_metrics,
         web_limits=http_server.Limits(args.max_requests, config.duration(args.idle_timeout),
                                       config.duration(args.request_timeout)),
         flags=vars(args), typed=config.typed_flags(parser, argv))
+
+
+def enabled_collectors(args) -> tuple[str, ...]:
+    """--collector.NAME and --no-collector.NAME; a collector named by neither runs unless --collector.disable-defaults."""
+    chosen = {n: getattr(args, f"collector_{n}") for n in COLLECTORS}
+    return tuple(n for n in COLLECTORS if chosen[n] or (chosen[n] is None and not args.collectors_off))
 
 
 def run_status(args) -> int:
@@ -166,6 +184,9 @@ def run_status(args) -> int:
     return 0
 
 
+TOOLS = {"record": "lxcwatch.traces.record", "replay": "lxcwatch.traces.replay", "postmortem": "lxcwatch.blackbox.postmortem_tool"}
+
+
 def tool_parser(name: str, module) -> argparse.ArgumentParser:
     p = _Parser(prog=f"lxcwatch {name}", description=module.__doc__)
     module.add_arguments(p)
@@ -177,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["status"]:
             return run_status(status_parser().parse_args(argv[1:]))
-        if argv[:1] in (["record"], ["replay"], ["postmortem"]):
-            module = importlib.import_module(f"lxcwatch.{argv[0]}")
+        if argv[:1] and argv[0] in TOOLS:
+            module = importlib.import_module(TOOLS[argv[0]])
             return module.run(tool_parser(argv[0], module).parse_args(argv[1:]))
         return daemon.run(lambda: agent_settings(argv))
     except UsageError as e:

@@ -4,25 +4,24 @@ import os
 import re
 import shlex
 
+from lxcwatch.core.duration import duration
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.fsroot import CONFIG_CAP, read_bytes
+from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch.sources.root import CONFIG_CAP, read_bytes
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def duration(text: str) -> float:
-    """Prometheus-style durations: "1s", "500ms", "1m30s"."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise UsageError(f"invalid duration {text!r}: want e.g. 1s, 500ms, 1m30s")
-    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds <= 0:
-        raise UsageError(f"invalid duration {text!r}: must be greater than zero")
-    return seconds
+PROCFS_MARKERS = (proc_stat.SOURCE, interrupts.SOURCE, softirqs.SOURCE, net_dev.SOURCE, softnet_stat.SOURCE)
 
 
-PROCFS_MARKERS = ("stat", "interrupts", "softirqs", os.path.join("net", "dev"), os.path.join("net", "softnet_stat"))
+_SIZE = re.compile(r"(\d+)(B|KB|MB|GB|KiB|MiB|GiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+
+
+def size(text: str) -> int:
+    """Bytes from "64MiB", "10MB", "1024"."""
+    m = _SIZE.fullmatch(text)
+    if not m or int(m.group(1)) == 0:
+        raise UsageError(f"invalid size {text!r}: want e.g. 64MiB, 10MB, 1024")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
 
 
 def check_roots(procfs: str, sysfs: str) -> None:

@@ -10,12 +10,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lxcwatch import blackbox, classifier, config, http, http_server, logs, metrics
-from lxcwatch.collectors import Sources
+from lxcwatch import config, logs
+from lxcwatch.blackbox import metrics as blackbox_metrics
+from lxcwatch.blackbox import options
+from lxcwatch.blackbox import recorder as blackbox
+from lxcwatch.core import classifier
 from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.export import http_server, metrics, web
+from lxcwatch.export.web_config import Watcher, WebConfig
 from lxcwatch.sampler import Sampler
 from lxcwatch.service import Notifier
-from lxcwatch.web_config import WebConfig
+from lxcwatch.sources.host import Sources
 
 log = logging.getLogger("lxcwatch")
 
@@ -23,6 +28,7 @@ log = logging.getLogger("lxcwatch")
 # the flags (argparse dests) that decide it.
 RESTART_ONLY = {
     "listen": ("listen",),
+    "systemd_socket": ("systemd_socket",),
     "telemetry_path": ("telemetry_path",),
     "procfs": ("procfs",),
     "sysfs": ("sysfs",),
@@ -30,7 +36,7 @@ RESTART_ONLY = {
     "deadline": ("deadline",),
     "blackbox": ("recorder_path", "recorder_size", "recorder", "recorder_sync", "kernel_events", "journal", "kmsg",
                  "pstore"),
-    "web_config": ("web_config_file",),
+    "web_config_file": ("web_config_file",),  # the file's contents: read again when they change (Watcher)
     "napi_poll_include": ("napi_poll_include",),
 }
 
@@ -53,9 +59,12 @@ class Settings:
     probes_interval: float
     log_level: str
     log_format: str
-    blackbox: "blackbox.Options" = blackbox.Options()
-    web_config: WebConfig | None = None  # --web.config.file, read at start only
+    blackbox: options.Options = options.Options()
+    web_config: WebConfig | None = None  # --web.config.file as read at start (a Watcher reads it again)
+    web_config_file: str | None = None
     web_limits: http_server.Limits = http_server.Limits()  # --web.max-requests and the timeouts
+    systemd_socket: bool = False  # --web.systemd-socket: serve on the sockets systemd passes, not on `listen`
+    exporter_metrics: bool = True  # not --web.disable-exporter-metrics
     flags: dict = field(default_factory=dict, compare=False)  # {dest: parsed value} of every flag
     typed: dict = field(default_factory=dict, compare=False)  # {dest: the option string the user typed}
     napi_poll_include: re.Pattern | None = None  # --collector.napi_poll.device-include
@@ -103,20 +112,29 @@ def run(load: Callable[[], Settings]) -> int:
     sources = Sources.open(settings.procfs, settings.sysfs, settings.lxc_paths, settings.probes_file,
                            settings.probes_interval, settings.napi_poll_include)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
-    sockets = [http.bind(address) for address in settings.listen]  # bind first: a port in use fails fast
+    # Bind first: a port in use fails fast.
+    sockets = web.systemd_sockets() if settings.systemd_socket else [web.bind(a) for a in settings.listen]
+    if settings.systemd_socket and settings.flags.get("listen"):  # as node_exporter: the .socket unit says where
+        log.warning("--web.listen-address ignored: --web.systemd-socket serves on the sockets systemd passed",
+                    extra={"ignored": ",".join(settings.listen)})
     sampler.sample()  # the first scrape already has data; a stuck file delays it by the deadline at most
     box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
     box.sampled(*sampler.current)
-    exposition = http.Exposition(sampler, settings.agent)
-    exposition.extra = box.families
-    app = http.guard(http.make_app(exposition, settings.telemetry_path), settings.web_config)
+    exposition = web.Exposition(sampler, settings.agent)
+    exposition.exporter_metrics = settings.exporter_metrics
+    watcher = Watcher(settings.web_config_file, settings.web_config) if settings.web_config else None
+    exposition.extra = lambda: [*blackbox_metrics.families(box.state()), *([metrics.web_config_reload(watcher.loaded)] if watcher else ())]
+    app = web.guard(web.make_app(exposition, settings.telemetry_path), watcher.current if watcher else None)
     server = http_server.Server(sockets, app, settings.web_config.context if settings.web_config else None,
                                 settings.web_limits)
+    if watcher:  # connections still to come start with the new settings (a handshake under way takes its cert)
+        watcher.on_change.append(lambda config: setattr(server, "tls", config.context))
     exposition.live = server.families
     server.start()
-    log.info("listening", extra={"addresses": ",".join(settings.listen), "collectors": ",".join(settings.collectors),
-                                 "procfs": settings.procfs, "sysfs": settings.sysfs})
+    log.info("listening", extra={"addresses": ",".join(map(web.address_of, sockets)),
+                                 "collectors": ",".join(settings.collectors), "procfs": settings.procfs,
+                                 "sysfs": settings.sysfs})
     sampler.on_sample.append(notifier.sampled)
     notifier.ready(*sampler.current)
     loop = threading.Thread(target=sampler.run, name="sampler", daemon=True)
@@ -136,7 +154,7 @@ def run(load: Callable[[], Settings]) -> int:
     return 0
 
 
-def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: http.Exposition,
+def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposition: web.Exposition,
            server: http_server.Server) -> Settings:
     """Apply new flags to the running agent; a bad file keeps the old settings (and says so in its metrics)."""
     try:
@@ -160,6 +178,7 @@ def reload(old: Settings, load: Callable[[], Settings], sampler: Sampler, exposi
         lxc = sampler.sources.lxc_host(new.lxc_paths, new.probes_file, new.probes_interval)
     sampler.reconfigure(list(new.collectors), new.thresholds, lxc)
     server.limits = new.web_limits  # read by every new connection and request
+    exposition.exporter_metrics = new.exporter_metrics
     # Half applied is not applied: until a restart, the metric says the running agent is not what the file says.
     loaded_at = exposition.agent.config_loaded_at if kept else time.time()
     exposition.agent = dataclasses.replace(new.agent, config_loaded=not kept, config_loaded_at=loaded_at)

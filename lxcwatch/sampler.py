@@ -7,17 +7,16 @@ import threading
 import time
 from collections.abc import Callable
 
-from lxcwatch import classifier, fsroot
-from lxcwatch.collectors import COLLECTORS, Sources
+from lxcwatch.collectors import ALL as COLLECTORS
+from lxcwatch.collectors import build
+from lxcwatch.core import classifier
+from lxcwatch.core.classifier import mode_name
+from lxcwatch.core.snapshot import CollectorResult, Snapshot
 from lxcwatch.errors import ParseError, Partial
-from lxcwatch.snapshot import CollectorResult, Snapshot, build
+from lxcwatch.sources import root
+from lxcwatch.sources.host import Sources
 
 log = logging.getLogger("lxcwatch.sampler")
-
-
-def mode_name(heavy: bool) -> str:
-    """The one name of each mode, in logs and in `lxcwatch status`."""
-    return "napi_heavy" if heavy else "interrupt"
 
 
 def describe(error: BaseException) -> str:
@@ -69,7 +68,7 @@ class _Worker:
             read.thread = threading.get_ident()
             start = time.perf_counter()
             try:
-                value = COLLECTORS[read.name](read.sources)
+                value = COLLECTORS[read.name].read(read.sources)
             except BaseException as e:  # noqa: BLE001 (the sampler reports it, whatever it is)
                 read.error = e
             else:
@@ -80,7 +79,7 @@ class _Worker:
 
 def stuck_error(read: _Read, deadline: float) -> str:
     """The reason a stuck collector reports: the same string as long as the same read is stuck (logged once)."""
-    where = fsroot.LAST_OPENED.get(read.thread) if read.thread is not None else None
+    where = root.LAST_OPENED.get(read.thread) if read.thread is not None else None
     return f"stuck: no answer within {deadline:g}s" + (f", last file opened {where}" if where else "")
 
 
@@ -156,7 +155,7 @@ class Sampler:
             read = _Read(name, self.sources)
             start = time.perf_counter()
             try:
-                read.value = COLLECTORS[name](self.sources)
+                read.value = COLLECTORS[name].read(self.sources)
             except Exception as e:  # one failing source never stops the others
                 read.error = e
             read.duration = time.perf_counter() - start

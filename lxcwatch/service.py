@@ -4,23 +4,11 @@ import logging
 import os
 import socket
 
-from lxcwatch import classifier
-from lxcwatch.snapshot import Snapshot
+from lxcwatch.core.classifier import Verdict
+from lxcwatch.core.snapshot import Snapshot
+from lxcwatch.export.status import status_line
 
 log = logging.getLogger("lxcwatch")
-
-
-def status_line(snap: Snapshot, verdict: classifier.Verdict) -> str:
-    """What `systemctl status` shows: the host's mode, the heavy NICs, failing collectors."""
-    heavy = [f"{device} ({v.mode.reason})" for device, v in sorted(verdict.nics.items()) if v.mode.heavy]
-    host = f"NAPI-heavy ({verdict.host.reason})" if verdict.host.heavy else "interrupt-driven"
-    if not verdict.host_known:  # the held mode is no answer: say why there is none
-        host = f"verdict unknown ({', '.join(verdict.host_missing)} failed)"
-    parts = [f"host {host}", "heavy NICs: " + (", ".join(heavy) or "none")]
-    failing = sorted(name for name, result in snap.collectors.items() if not result.success)
-    if failing:
-        parts.append("failing collectors: " + ", ".join(failing))
-    return "; ".join(parts)
 
 
 def watchdog_interval(env: dict[str, str]) -> float | None:
@@ -65,11 +53,11 @@ class Notifier:
             log.warning("sample interval too long for the watchdog",
                         extra={"interval": sample_interval, "watchdog_sec": self.watchdog})
 
-    def ready(self, snap: Snapshot, verdict: classifier.Verdict) -> None:
+    def ready(self, snap: Snapshot, verdict: Verdict) -> None:
         self._status = status_line(snap, verdict)
         self._send(f"READY=1\nSTATUS={self._status}\nMAINPID={os.getpid()}")
 
-    def sampled(self, snap: Snapshot, verdict: classifier.Verdict) -> None:
+    def sampled(self, snap: Snapshot, verdict: Verdict) -> None:
         """After every completed sample, from the sampling loop: a loop that hangs stops the pings."""
         status = status_line(snap, verdict)
         message = "WATCHDOG=1" if self.watchdog is not None else ""

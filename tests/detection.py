@@ -31,13 +31,13 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from lxcwatch import trace
-from lxcwatch.classifier import Thresholds, Verdict
+from lxcwatch.traces import trace
+from lxcwatch.core.classifier import Thresholds, Verdict
 from lxcwatch.cli import DETECT_FLAGS
-from lxcwatch.collectors import Sources
+from lxcwatch.sources.host import Sources
 from lxcwatch.sampler import Sampler
-from lxcwatch.replay import TreeWriter
-from lxcwatch.snapshot import Snapshot
+from lxcwatch.traces.replay import TreeWriter
+from lxcwatch.core.snapshot import Snapshot
 
 RECEIVE_PATH = ["softnet", "softirqs", "interrupts", "netdev", "links", "napi", "kthreads", "napi_poll"]  # what traces hold
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # tmpfs: thousands of small renames per trace

@@ -20,7 +20,8 @@ import yaml
 
 import lxcwatch
 import systemd_hosts
-from lxcwatch import cli, config, daemon, probes
+from lxcwatch.core import probe_spec
+from lxcwatch import cli, config, daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE = ROOT / "deploy" / "ansible"
@@ -497,7 +498,7 @@ def test_agent_config_flags(tmp_path):
     args = cli.agent_parser().parse_args(expected)
     assert args.telemetry_path == ODD.split("=", 1)[1]
 
-    specs = probes.parse_file(files["probes"], "probes")
+    specs = probe_spec.parse_file(files["probes"], "probes")
     assert [(s.container, s.name, s.host, s.port, s.timeout) for s in specs] == [
         ("web1", "http", "10.0.3.11", 80, 0.5), ("db1", "pg", "fd42::12", 5432, 1.0)]
 
@@ -522,7 +523,7 @@ def test_agent_config_defaults(tmp_path):
         "--replica.group=db", "--replica.name=b", "--web.listen-address=:12243", "--path.lxc=/var/lib/lxc",
         "--log.level=info",
     ]
-    assert probes.parse_file(files["probes"], "probes") == ()
+    assert probe_spec.parse_file(files["probes"], "probes") == ()
     assert files["ansible.conf"].split("[Service]\n", 1)[1] == "LimitNOFILE=65536\n"
 
 

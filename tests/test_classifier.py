@@ -9,18 +9,21 @@ from pathlib import Path
 import pytest
 
 from agent import lxcwatch_binary
-from lxcwatch.classifier import REASONS, Mode, Thresholds, Verdict, advance, boundary, step
-from lxcwatch.ethtool import Driver
-from lxcwatch.ethtool_coalesce import Coalesce
-from lxcwatch.irq_vectors import NicIrq
-from lxcwatch.kthreads import KernelThread
-from lxcwatch.links import Link
-from lxcwatch.napi import Napi, NapiTuning
-from lxcwatch.napi_poll import NapiPollReading, NapiPolls
-from lxcwatch.net_dev import NetDevCounters
-from lxcwatch.rates import NicRates
-from lxcwatch.snapshot import CollectorResult, Interrupts, Softirqs, build
-from lxcwatch.softnet_stat import SoftnetRow
+from lxcwatch.core.classifier import REASONS, Mode, Thresholds, Verdict, advance, boundary, step
+from lxcwatch.kernel.link import Driver
+from lxcwatch.kernel.ethtool_coalesce import Coalesce
+from lxcwatch.kernel.irq_vectors import NicIrq
+from lxcwatch.kernel.kthread import KernelThread
+from lxcwatch.kernel.link import Link
+from lxcwatch.kernel.napi import Napi, NapiTuning
+from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
+from lxcwatch.kernel.net_dev import NetDevCounters
+from lxcwatch.core.rates import NicRates
+from lxcwatch.collectors import build
+from lxcwatch.collectors.interrupts import Interrupts
+from lxcwatch.collectors.softirqs import Softirqs
+from lxcwatch.core.snapshot import CollectorResult
+from lxcwatch.kernel.softnet_stat import SoftnetRow
 
 DEFAULTS = Thresholds()  # the agent's defaults; each value is pinned in test_defaults_are_the_documented_numbers
 T = Thresholds(enter_samples=3, leave_samples=4)  # short hysteresis for the sequences below
@@ -575,7 +578,7 @@ def test_known_pressure_makes_the_host_heavy_while_a_nic_is_unknown():
 
 
 def status_of(h: Host, **rates) -> dict:
-    from lxcwatch import status
+    from lxcwatch.export import status
 
     before = h.snap
     h.tick(**rates)
@@ -583,7 +586,7 @@ def status_of(h: Host, **rates) -> dict:
 
 
 def test_status_shows_this_intervals_evidence_in_the_agents_words():
-    from lxcwatch import status
+    from lxcwatch.export import status
 
     h = Host(counts=True)
     h.tick()

@@ -9,12 +9,13 @@ import pytest
 
 from agent import Agent
 
-from lxcwatch import containers
-from lxcwatch.cgroups import CgroupUsage
-from lxcwatch.collectors import Sources
-from lxcwatch.containers import ContainerReading, LxcReading, Veth
+from lxcwatch.core import containers
+from lxcwatch.kernel.cgroup import CgroupUsage
+from lxcwatch.sources.host import Sources
+from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
 from lxcwatch.sampler import Sampler
-from lxcwatch.snapshot import CollectorResult, build
+from lxcwatch.collectors import build
+from lxcwatch.core.snapshot import CollectorResult
 
 HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"
 

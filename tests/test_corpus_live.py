@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lxcwatch import ethtool_coalesce, napi_poll, trace
+from lxcwatch.kernel import ethtool_coalesce, napi_poll
+from lxcwatch.traces import trace
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "live"
 NAMES = ("live_veth_flood-1", "live_quiet-1")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lxcwatch.counters import EMPTY, advance, delta32
+from lxcwatch.core.counters import EMPTY, advance, delta32
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,6 @@ def test_a_reset_counts_from_zero():
 
 @pytest.mark.parametrize("old,new,expected", [(10, 15, 5), (2**40, 2**40 + 1, 1), (900, 100, 100)])
 def test_increase64(old, new, expected):
-    from lxcwatch.counters import increase
+    from lxcwatch.core.counters import increase
 
     assert increase(old, new) == expected

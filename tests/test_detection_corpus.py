@@ -8,8 +8,10 @@ import pytest
 
 import detection
 import tracegen
-from lxcwatch import capture, interrupts, metrics, net_dev, proc_stat, softirqs, softnet_stat, trace
-from lxcwatch.classifier import Thresholds
+from lxcwatch.traces import capture, trace
+from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch.export import metrics
+from lxcwatch.core.classifier import Thresholds
 
 CORPUS = Path(__file__).parent / "corpus"
 PATHS = detection.corpus(str(CORPUS))  # recorded traces in subdirectories count too

@@ -1,6 +1,7 @@
 """The real agent against fixture trees: full exposition diffed against golden files, and promtool on it."""
 
 import difflib
+import platform
 import re
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ def tree_args(host: str) -> list[str]:
 
 def normalise(text: str) -> str:
     text = text.replace(str(HOSTS), "<hosts>")  # lxcwatch_container_info{lxc_path}: wherever the checkout is
+    text = text.replace(f'pythonversion="{platform.python_version()}"', 'pythonversion="<python>"')  # the venv's
     return "".join(VOLATILE.sub(r"\1 <volatile>", line) + "\n" for line in text.splitlines())
 
 
@@ -93,7 +95,7 @@ SETTLED = 10  # samples after the host and both NICs turned heavy
 
 def heavy_exposition(trace_name: str) -> str:
     import detection
-    from lxcwatch import exposition, metrics
+    from lxcwatch.export import exposition, metrics
 
     agent = metrics.Agent("0.1.0", "golden", "fixture")
     heavy_for = 0

@@ -13,28 +13,30 @@ from pathlib import Path
 import pytest
 
 from agent import Agent
-from lxcwatch import flight_recorder as fr
-from lxcwatch.classifier import Verdict
-from lxcwatch.snapshot import Snapshot
+from lxcwatch.blackbox import flight_recorder as fr
+from lxcwatch.blackbox import ring_format
+from lxcwatch.core.classifier import Verdict
+from lxcwatch.collectors import build
+from lxcwatch.core.snapshot import Snapshot
 
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 BENCH = Path(__file__).parent.parent / "bench"
 BOOT_A, BOOT_B, BOOT_C = (str(uuid.uuid4()) for _ in range(3))
-RUN = fr.Run(BOOT_A, 1764000000.0, 4242, 1.0, fr.CLEAN)
+RUN = ring_format.Run(BOOT_A, 1764000000.0, 4242, 1.0, ring_format.CLEAN)
 
 
 def ring(tmp_path, size=64 << 10) -> fr.Ring:
     return fr.Ring(str(tmp_path / "flight.ring"), size)
 
 
-def write(r: fr.Ring, n: int, start: int = 0, run: fr.Run = RUN) -> None:
+def write(r: fr.Ring, n: int, start: int = 0, run: ring_format.Run = RUN) -> None:
     for i in range(start, start + n):
-        r.append(fr.SAMPLE, 1764000000.0 + i, run, 0, {"i": i, "pad": "x" * (i % 7)})
+        r.append(ring_format.SAMPLE, 1764000000.0 + i, run, 0, {"i": i, "pad": "x" * (i % 7)})
 
 
 def values(path) -> list[int]:
     found = fr.read(str(path))
-    return [found.data(rec)["i"] for rec in found.records if rec.kind == fr.SAMPLE]
+    return [found.data(rec)["i"] for rec in found.records if rec.kind == ring_format.SAMPLE]
 
 
 def test_round_trip(tmp_path):
@@ -73,7 +75,7 @@ def test_wrap_around_keeps_the_newest(tmp_path):
 def test_a_torn_last_record_loses_only_itself(tmp_path):
     r = ring(tmp_path)
     write(r, 20)
-    last = fr.scan(Path(r.path).read_bytes()).records[-1]
+    last = ring_format.scan(Path(r.path).read_bytes()).records[-1]
     r.close()
     with open(tmp_path / "flight.ring", "r+b") as f:  # the power went out halfway through the last write
         f.seek(last.offset + last.size // 2)
@@ -84,10 +86,10 @@ def test_a_torn_last_record_loses_only_itself(tmp_path):
 def test_a_flipped_byte_in_an_old_record_drops_only_that_record(tmp_path):
     r = ring(tmp_path)
     write(r, 20)
-    fifth = fr.scan(Path(r.path).read_bytes()).records[4]
+    fifth = ring_format.scan(Path(r.path).read_bytes()).records[4]
     r.close()
     with open(tmp_path / "flight.ring", "r+b") as f:
-        f.seek(fifth.offset + fr.HEADER.size + 3)
+        f.seek(fifth.offset + ring_format.HEADER.size + 3)
         byte = f.read(1)
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0x40]))
@@ -98,14 +100,14 @@ def test_a_record_larger_than_the_ring_is_refused(tmp_path):
     r = ring(tmp_path, size=4096)
     write(r, 3)
     with pytest.raises(ValueError, match="does not fit"):
-        r.append(fr.SAMPLE, 0.0, RUN, 0, {"i": 99, "pad": os.urandom(4096).hex()})
+        r.append(ring_format.SAMPLE, 0.0, RUN, 0, {"i": 99, "pad": os.urandom(4096).hex()})
     write(r, 1, start=3)
     r.close()
     assert values(tmp_path / "flight.ring") == [0, 1, 2, 3]
 
 
 def snapshot(seq: int) -> Snapshot:
-    return Snapshot(seq, 1764000000.0 + seq, float(seq), {})
+    return build(None, seq, 1764000000.0 + seq, float(seq), {}, {})
 
 
 @pytest.fixture
@@ -137,10 +139,10 @@ def test_disk_full_counts_errors_and_sampling_goes_on(tiny_tmpfs, caplog):
     recorder.sampled(snapshot(3001), Verdict())
     recorder.stop()
     records = fr.read(str(tiny_tmpfs / "flight.ring")).records
-    samples = [r.time for r in records if r.kind == fr.SAMPLE]
+    samples = [r.time for r in records if r.kind == ring_format.SAMPLE]
     assert samples[:recorder.records - 3] == [1764000000.0 + s for s in range(1, recorder.records - 2)]
     assert samples[-1] == 1764000000.0 + 3001  # it writes again once there is room
-    assert records[-1].kind == fr.STOP
+    assert records[-1].kind == ring_format.STOP
     # The ring itself keeps the count: the stop record carries every failure counted before it.
     assert records[-1].errors == recorder.errors
     assert records[0].errors == 0
@@ -243,19 +245,19 @@ def test_sigterm_leaves_every_completed_record_and_a_clean_stop(tmp_path):
     records = fr.read(str(path)).records
     assert len(records) >= before + 1
     assert [r.seq for r in records] == list(range(1, len(records) + 1))  # no hole
-    assert records[0].kind == fr.START and records[-1].kind == fr.STOP
-    assert {r.run for r in records} == {fr.Run(fr.boot_id(), records[0].time, agent.proc.pid, 0.02, fr.CLEAN)}
+    assert records[0].kind == ring_format.START and records[-1].kind == ring_format.STOP
+    assert {r.run for r in records} == {ring_format.Run(fr.boot_id(), records[0].time, agent.proc.pid, 0.02, ring_format.CLEAN)}
     assert fr.boot_id() != ""
-    assert all(r.kind == fr.SAMPLE for r in records[1:-1])
+    assert all(r.kind == ring_format.SAMPLE for r in records[1:-1])
 
 
 def test_figures_of_a_sample():
-    from lxcwatch import classifier, rates
+    from lxcwatch.core import classifier, rates
 
     r = rates.NicRates("eth0", 5000.0, 100.0, 50.0, 80.0, 12.5, (0,))
     v = classifier.NicVerdict("eth0", classifier.Mode(True, "packets_per_interrupt"), "packets_per_interrupt", r, 0.8, 0.0)
     verdict = classifier.Verdict({"eth0": v}, host=classifier.Mode(True, "nic"))
-    data = fr.figures(None, snapshot(7), verdict)
+    data = ring_format.figures(snapshot(7), verdict)
     assert data == {"n": {"eth0": [5000.0, 100.0, 50.0, 12.5, 1, "packets_per_interrupt"]},
                     "c": {}, "h": [1, "nic"], "x": {}}
 
@@ -281,7 +283,8 @@ def busy(tree: Path, rng: random.Random) -> None:
 def test_the_default_ring_holds_30_minutes_of_a_busy_128_cpu_host(tmp_path):
     """One record per 1 s sample for the last 30 minutes, whatever the uptime (every record names its run, so wraps
     lose only old samples): the bench's synthetic 128-CPU, 8-NIC host, every counter moving, 100 containers."""
-    from lxcwatch.collectors import COLLECTORS, Sources
+    from lxcwatch.collectors import ALL as COLLECTORS
+    from lxcwatch.sources.host import Sources
     from lxcwatch.sampler import Sampler
 
     sys.path.insert(0, str(BENCH))
@@ -291,17 +294,16 @@ def test_the_default_ring_holds_30_minutes_of_a_busy_128_cpu_host(tmp_path):
     (tmp_path / "lxc").mkdir()
     sampler = Sampler(Sources.open(str(tmp_path / "proc"), str(tmp_path / "sys"), (str(tmp_path / "lxc"),)),
                       list(COLLECTORS), 1.0)
-    rng, sizes, prev = random.Random(12), [], None
+    rng, sizes = random.Random(12), []
     for i in range(6):
         snap = sampler.sample(at=(1764000000.0 + i, 1000.0 + i))
-        data = fr.figures(prev, snap, sampler.verdict)
+        data = ring_format.figures(snap, sampler.verdict)
         data["x"] = {f"ct{k:04d}": "RUNNING" for k in range(100)}  # bench/synthetic_containers.py's names
-        sizes.append(len(fr.encode(i + 1, fr.SAMPLE, snap.timestamp, RUN, fr.DEFAULT_SIZE, 0, data)))
-        prev = snap
+        sizes.append(len(ring_format.encode(i + 1, ring_format.SAMPLE, snap.timestamp, RUN, ring_format.DEFAULT_SIZE, 0, data)))
         busy(tmp_path, rng)
     assert len(data["c"]) == 128 and len(data["n"]) >= 8  # every CPU and NIC is in the record
     needed = 30 * 60 * max(sizes)
-    assert needed <= fr.DEFAULT_SIZE < 2 * needed, (sizes, needed)
+    assert needed <= ring_format.DEFAULT_SIZE < 2 * needed, (sizes, needed)
 
 
 def test_opening_a_full_ring_keeps_only_its_newest_record(tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lxcwatch.collectors import COLLECTORS
+from lxcwatch.collectors import ALL as COLLECTORS
 
 import netlab
 from agent import Agent, Exposition, free_port, lxcwatch_binary, run_measured, wait_until
@@ -34,7 +34,7 @@ INTERVAL = 0.2
 DEADLINE = 1.0  # below the 5 s default, so that a stuck start answers quickly here (tests/test_config.py: the default)
 MiB = 1 << 20
 # The untouched lxc-hybrid tree, measured: peak RSS 28 MiB, 16 threads (main, sampler, one reader per collector:
-# 9, and the HTTP server's 5, which a scrape does not add to: lxcwatch/http_server.py), 48 descriptors (kept-open
+# 9, and the HTTP server's 5, which a scrape does not add to: lxcwatch/export/http_server.py), 48 descriptors (kept-open
 # container files). The bounds leave room for a hung probe's thread and a sample's garbage, and sit far below what
 # an unbounded read reached (8.4 GB from /dev/zero, issue 12).
 BOUNDS = {"peak_rss_mib": 100, "threads": 20, "fds": 80}
@@ -46,7 +46,7 @@ KERNEL_FILES = [
     pytest.param("var/lib/lxc/web/config", "lxc", id="lxc-config"),
 ]
 REASONS = {"fifo": "a FIFO, not a regular file: refused", "zero": "a character device, not a regular file: refused",
-           "huge": "bytes: refused (cap in lxcwatch/fsroot.py)"}
+           "huge": "bytes: refused (cap in lxcwatch/sources/root.py)"}
 
 
 def usage(pid: int) -> dict[str, float]:

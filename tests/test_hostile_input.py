@@ -14,9 +14,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lxcwatch import cgroups, interrupts, kthreads, lxc_config, lxc_monitor, net_dev, pid_stat, probes
-from lxcwatch import proc_stat, softirqs, softnet_stat, trace
-from lxcwatch.collectors import COLLECTORS, Sources
+from lxcwatch.core import probe_spec
+from lxcwatch.kernel import cgroup as cgroups
+from lxcwatch.kernel import interrupts, lxc_monitor, net_dev, pid_stat
+from lxcwatch.core import lxc_config
+from lxcwatch.kernel import proc_stat, softirqs, softnet_stat
+from lxcwatch.traces import trace
+from lxcwatch.collectors import ALL as COLLECTORS
+from lxcwatch.sources.host import Sources
 from lxcwatch.errors import ParseError
 from lxcwatch.sampler import Sampler
 
@@ -188,10 +193,10 @@ def check_container_parse(parse_id: str, text: str, result) -> None:
     ints = lambda t: tuple(int(w) for w in words(t))  # noqa: E731
     if parse_id == "pid_stat.fields":
         assert result == after_comm(text)
-    elif parse_id == "lxc_monitor.parse_pid_stat":
-        assert (result.ppid, result.starttime) == (int(after_comm(text)[1]), int(after_comm(text)[19]))
-    elif parse_id == "kthreads.parse_pid_stat":
-        assert result == int(after_comm(text)[11]) + int(after_comm(text)[12])
+    elif parse_id == "pid_stat.parse":
+        fields = after_comm(text)
+        assert (result.ppid, result.utime, result.stime, result.starttime) == (
+            int(fields[1]), int(fields[11]), int(fields[12]), int(fields[19]))
     elif parse_id in ("parse_nspid", "is_namespace_init"):
         nspid = next((ints(line[len("NSpid:"):]) for line in text.splitlines() if line.startswith("NSpid:")), None)
         assert result == (nspid if parse_id == "parse_nspid" else nspid is None or (len(nspid) >= 2 and nspid[-1] == 1))
@@ -218,7 +223,7 @@ def check_container_parse(parse_id: str, text: str, result) -> None:
         assert result.autostart == (autostart[-1] == "1" if autostart else False)
         declared = [line for line in text.splitlines() if re.fullmatch(r"\s*#\s*lxcwatch\.probe\s*=.*", line)]
         assert len(result.probes) == len(declared)
-    elif parse_id == "probes.parse_file":
+    elif parse_id == "probe_spec.parse_file":
         declared = [words(line.split("#")[0]) for line in text.splitlines() if words(line.split("#")[0])]
         assert [(p.container, p.name, p.kind, p.port) for p in result] == \
             [(w[0], w[1], w[2], int(w[3].rpartition(":")[2])) for w in declared]
@@ -321,8 +326,7 @@ HYBRID = HOSTS / "lxc-hybrid"
 PID_STATS = [(HYBRID / "proc" / p / "stat").read_text() for p in ("4100", "4102", "4203")]
 CONTAINER_PARSERS = [  # (parser, real inputs)
     pytest.param(lambda t: pid_stat.fields(t, 22), PID_STATS, id="pid_stat.fields"),
-    pytest.param(lxc_monitor.parse_pid_stat, PID_STATS, id="lxc_monitor.parse_pid_stat"),
-    pytest.param(kthreads.parse_pid_stat, PID_STATS, id="kthreads.parse_pid_stat"),
+    pytest.param(pid_stat.parse, PID_STATS, id="pid_stat.parse"),
     pytest.param(lxc_monitor.parse_nspid, [(HYBRID / "proc/4102/status").read_text()], id="parse_nspid"),
     pytest.param(lxc_monitor.is_namespace_init, [(HYBRID / "proc/4102/status").read_text()], id="is_namespace_init"),
     pytest.param(lxc_monitor.parse_children, ["4102\n", "4102 4103 "], id="parse_children"),
@@ -333,8 +337,8 @@ CONTAINER_PARSERS = [  # (parser, real inputs)
     pytest.param(cgroups.parse_freezer_state, ["THAWED\n", "FROZEN"], id="parse_freezer_state"),
     pytest.param(lambda t: lxc_config.parse(t, "web"), [(HYBRID / "var/lib/lxc" / c / "config").read_text()
                                                          for c in ("web", "cache", "db")], id="lxc_config"),
-    pytest.param(lambda t: probes.parse_file(t, "probes.conf"),
-                 ["web http tcp 10.0.3.10:80 500ms\n# c\ndb pg tcp [::1]:5432\n"], id="probes.parse_file"),
+    pytest.param(lambda t: probe_spec.parse_file(t, "probes.conf"),
+                 ["web http tcp 10.0.3.10:80 500ms\n# c\ndb pg tcp [::1]:5432\n"], id="probe_spec.parse_file"),
 ]
 
 
@@ -521,7 +525,7 @@ def test_hostile_file_fails_only_its_collector(tmp_path, host, rel, collector, s
         assert failed == {}, failed  # an empty mountinfo counts as none: the tree's own cgroup directories are used
         return
     assert list(failed) == [collector], failed
-    over_cap = f"{tree.root / rel}: larger than {cap(rel)} bytes: refused"  # never parsed (lxcwatch/fsroot.py)
+    over_cap = f"{tree.root / rel}: larger than {cap(rel)} bytes: refused"  # never parsed (lxcwatch/sources/root.py)
     assert failed[collector].startswith(over_cap if len(content) > cap(rel) else f"{source}:"), failed[collector]
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from lxcwatch import interrupts
-from lxcwatch.irq_vectors import assign
-from lxcwatch.nics import Nic
+from lxcwatch.kernel import interrupts
+from lxcwatch.kernel.irq_vectors import assign
+from lxcwatch.kernel.nic import Nic
 
 HEADER = "           CPU0       CPU1\n"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent import wait_until
-from lxcwatch import flight_recorder, klog
+from lxcwatch.blackbox import flight_recorder, klog
+from lxcwatch.kernel import kmsg
 
 CASES = [
     ("NETDEV WATCHDOG: eth0 (tg3): transmit queue 0 timed out", ("netdev_watchdog", "eth0")),
@@ -36,18 +37,18 @@ CASES = [
 
 @pytest.mark.parametrize("line,expected", CASES)
 def test_signatures(line, expected):
-    assert klog.match(line) == expected
+    assert kmsg.match(line) == expected
 
 
 def test_kmsg_records_of_user_space_are_not_kernel_messages():
-    assert klog.kmsg_message("12,1022,5678200,-;lxwfake0: entered promiscuous mode") is None  # user.warning
-    assert klog.kmsg_message("30,1023,5678300,-;systemd[1]: Started foo.service.") is None  # daemon.info
+    assert kmsg.kmsg_message("12,1022,5678200,-;lxwfake0: entered promiscuous mode") is None  # user.warning
+    assert kmsg.kmsg_message("30,1023,5678300,-;systemd[1]: Started foo.service.") is None  # daemon.info
 
 
 def test_kmsg_records():
-    assert klog.kmsg_message("4,1021,5678123,-;tg3 0000:02:00.0 eth0: transmit timed out, resetting") == \
+    assert kmsg.kmsg_message("4,1021,5678123,-;tg3 0000:02:00.0 eth0: transmit timed out, resetting") == \
         "tg3 0000:02:00.0 eth0: transmit timed out, resetting"
-    assert klog.kmsg_message(" SUBSYSTEM=pci") is None
+    assert kmsg.kmsg_message(" SUBSYSTEM=pci") is None
 
 
 def test_pstore_dumps_are_counted(tmp_path):
@@ -56,9 +57,9 @@ def test_pstore_dumps_are_counted(tmp_path):
         "<4>[ 8123.2] tg3 0000:02:00.0 eth0: transmit timed out, resetting\n"
         "<0>[ 8124.0] Kernel panic - not syncing: Fatal exception in interrupt\n")
     (tmp_path / "dmesg-efi-1.enc.z").write_bytes(b"Kernel panic - not syncing")  # compressed: not read
-    assert klog.count(klog.pstore_lines(str(tmp_path))) == {
+    assert kmsg.count(klog.pstore_lines(str(tmp_path))) == {
         ("netdev_watchdog", "eth0"): 1, ("tx_timeout", "eth0"): 1, ("panic", ""): 1}
-    assert klog.count(klog.pstore_lines(str(tmp_path / "absent"))) == {}
+    assert kmsg.count(klog.pstore_lines(str(tmp_path / "absent"))) == {}
 
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
@@ -153,9 +154,9 @@ def test_no_journal_and_no_kmsg_is_a_state_not_a_crash(tmp_path, caplog):
 
 
 def test_fold_bounds_the_device_label():
-    counts = klog.count([f"device veth{i} entered promiscuous mode" for i in range(40)] +
+    counts = kmsg.count([f"device veth{i} entered promiscuous mode" for i in range(40)] +
                         ["tg3 0000:02:00.0 eth0: transmit timed out, resetting", "Kernel panic - not syncing: x"])
-    folded = klog.fold(counts, limit=32)
+    folded = kmsg.fold(counts, limit=32)
     assert folded[("promiscuous", "other")] == 8 and folded[("promiscuous", "veth31")] == 1
     assert ("promiscuous", "veth32") not in folded
     assert folded[("tx_timeout", "eth0")] == 1 and folded[("panic", "")] == 1

@@ -3,11 +3,15 @@ files, probe declarations. Expected values are written by hand from the kernel a
 
 import pytest
 
-from lxcwatch import cgroups, lxc_config, lxc_monitor, net_dev, probes
-from lxcwatch.cgroups import Layout, Mount
+from lxcwatch.core import probe_spec
+from lxcwatch.kernel import cgroup as cgroups
+from lxcwatch.sources import cgroup_fs
+from lxcwatch.core import lxc_config
+from lxcwatch.kernel import lxc_monitor, net_dev, pid_stat
+from lxcwatch.kernel.cgroup import Layout, Mount
 from lxcwatch.errors import ParseError
-from lxcwatch.lxc_config import Network
-from lxcwatch.probes import ProbeSpec
+from lxcwatch.core.lxc_config import Network
+from lxcwatch.core.probe_spec import ProbeSpec
 
 # ---------------------------------------------------------------- lxc_config
 
@@ -49,7 +53,7 @@ def test_config_probe_comments():
     config = lxc_config.parse(BUSYBOX + "# lxcwatch.probe = ssh tcp 10.0.3.5:22 2s\n#lxcwatch.probe=web tcp [fd00::5]:80\n",
                               "web")
     assert config.probes == (ProbeSpec("web", "ssh", "tcp", "10.0.3.5", 22, 2.0),
-                             ProbeSpec("web", "web", "tcp", "fd00::5", 80, probes.DEFAULT_TIMEOUT))
+                             ProbeSpec("web", "web", "tcp", "fd00::5", 80, probe_spec.DEFAULT_TIMEOUT))
 
 
 @pytest.mark.parametrize("text, message", [
@@ -75,18 +79,18 @@ def test_broken_config(text, message):
     ("10.0.3.5:22", ("10.0.3.5", 22)), ("[::1]:8080", ("::1", 8080)), ("db.lan:5432", ("db.lan", 5432)),
 ])
 def test_probe_address(address, expected):
-    assert probes.parse_address(address) == expected
+    assert probe_spec.parse_address(address) == expected
 
 
 @pytest.mark.parametrize("address", ["10.0.3.5", "::1:80", "[::1]80", "h:0", "h:65536", "h:http", ":80"])
 def test_bad_probe_address(address):
     with pytest.raises(ValueError):
-        probes.parse_address(address)
+        probe_spec.parse_address(address)
 
 
 def test_probe_file():
     text = "# container probe kind address timeout\nweb http tcp 10.0.3.5:80 500ms  # front\n\ndb pg tcp 10.0.3.6:5432\n"
-    assert probes.parse_file(text, "probes") == (ProbeSpec("web", "http", "tcp", "10.0.3.5", 80, 0.5),
+    assert probe_spec.parse_file(text, "probes") == (ProbeSpec("web", "http", "tcp", "10.0.3.5", 80, 0.5),
                                                  ProbeSpec("db", "pg", "tcp", "10.0.3.6", 5432, 1.0))
 
 
@@ -98,7 +102,7 @@ def test_probe_file():
 ])
 def test_broken_probe_file(text, message):
     with pytest.raises(ParseError) as e:
-        probes.parse_file(text, "probes")
+        probe_spec.parse_file(text, "probes")
     assert str(e.value).startswith(message)
 
 
@@ -206,7 +210,7 @@ def test_container_cgroup_files(tmp_path, version, files, usage):
     cg = cgroups.ContainerCgroups({"memory": path}, tuple((f"{path}/{name}", field, parse)
                                                           for controller in ("freezer", "cpuacct", "memory", "pids")
                                                           for name, field, parse in cgroups.CONTROLLER_FILES[controller, version]))
-    assert cgroups.CgroupFs.read(cg) == (usage, [])
+    assert cgroup_fs.CgroupFs.read(cg) == (usage, [])
 
 
 def test_container_cgroup_files_broken_and_missing(tmp_path):
@@ -216,12 +220,12 @@ def test_container_cgroup_files_broken_and_missing(tmp_path):
     cg = cgroups.ContainerCgroups({}, tuple((f"{path}/{name}", field, parse)
                                            for controller in ("freezer", "cpuacct", "memory", "pids")
                                            for name, field, parse in cgroups.CONTROLLER_FILES[controller, 1]))
-    usage, errors = cgroups.CgroupFs.read(cg)
+    usage, errors = cgroup_fs.CgroupFs.read(cg)
     assert usage == cgroups.CgroupUsage("FROZEN", 2.5, None, None, None, None)  # the rest still read
     assert [str(e) for e in errors] == ["memory.usage_in_bytes: expected a number, found 'lots'",
                                         "pids.current: expected a number, found 'max'"]
     vanished = cgroups.ContainerCgroups({}, ((f"{path}/gone/pids.current", "processes", int),))
-    usage, errors = cgroups.CgroupFs.read(vanished)
+    usage, errors = cgroup_fs.CgroupFs.read(vanished)
     assert usage == cgroups.CgroupUsage() and errors[0].filename == f"{path}/gone"
 
 
@@ -246,10 +250,10 @@ def test_monitor_cmdline(raw, expected):
 
 
 def test_pid_files():
-    assert lxc_monitor.parse_pid_stat(STAT) == lxc_monitor.PidStat(4100, 812345)
-    assert lxc_monitor.parse_pid_stat(STAT.replace("(init)", "(a) b) c)")) == lxc_monitor.PidStat(4100, 812345)
+    assert pid_stat.parse(STAT).ppid == 4100 and pid_stat.parse(STAT).starttime == 812345
+    assert pid_stat.parse(STAT.replace("(init)", "(a) b) c)")).starttime == 812345
     with pytest.raises(ParseError, match="PID/stat"):
-        lxc_monitor.parse_pid_stat("4102 (init) S 4100 4102\n")
+        pid_stat.parse("4102 (init) S 4100 4102\n")
     assert lxc_monitor.is_namespace_init("Name:\tinit\nNSpid:\t4102\t1\n")
     assert not lxc_monitor.is_namespace_init("Name:\tsh\nNSpid:\t4107\t6\n")
     assert not lxc_monitor.is_namespace_init("Name:\thelper\nNSpid:\t4107\n")  # in the host's namespace

@@ -7,10 +7,11 @@ import pytest
 from agent import Agent
 from test_e2e_golden import HOSTS
 
-from lxcwatch import ethtool, napi_poll
+from lxcwatch.sources import ethtool
+from lxcwatch.kernel import napi_poll
 from lxcwatch.errors import ParseError
-from lxcwatch.napi_poll import NapiPolls
-from lxcwatch.perf_napi_poll import filters, online_cpus
+from lxcwatch.kernel.napi_poll import NapiPolls
+from lxcwatch.sources.perf_napi_poll import filters, online_cpus
 
 
 def test_tree_file_with_and_without_the_large_budget_column():

@@ -19,9 +19,9 @@ from napi_flood import FloodLab, Tracefs, TraceWindow
 from test_unprivileged import AS_NOBODY, ROOT, SYSTEM_PYTHON, system_python_matches
 
 import netlab
-from lxcwatch import ethtool, nics
-from lxcwatch.fsroot import Root
-from lxcwatch.perf_napi_poll import MAX_WEIGHT, PerfNapiPolls, online_cpus
+from lxcwatch.sources import ethtool, nics
+from lxcwatch.sources.root import Root
+from lxcwatch.sources.perf_napi_poll import MAX_WEIGHT, PerfNapiPolls, online_cpus
 
 pytestmark = [
     pytest.mark.live,
@@ -137,7 +137,7 @@ def test_unavailable_says_why_and_the_collector_still_succeeds(tmp_path, tracefs
     (tmp_path / "events").mkdir()
     assert PerfNapiPolls(tracefs=(str(tmp_path),)).read(["eth0"]).unavailable.startswith("no tracepoint napi:napi_poll")
 
-    few = subprocess.run([sys.executable, "-c", "from lxcwatch.perf_napi_poll import PerfNapiPolls; "
+    few = subprocess.run([sys.executable, "-c", "from lxcwatch.sources.perf_napi_poll import PerfNapiPolls; "
                           "print(PerfNapiPolls().read([f'lxwnic{i}' for i in range(20)]).unavailable)"],
                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
                          capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-"""Kept-open kernel files (lxcwatch/openfiles.py): a pread at offset 0 sees fresh text, and a file whose
+"""Kept-open kernel files (lxcwatch/sources/openfiles.py): a pread at offset 0 sees fresh text, and a file whose
 process or device is gone says so, as the lxc collector's fast path relies on."""
 
 import os
@@ -8,7 +8,7 @@ import pytest
 
 import netlab
 
-from lxcwatch.openfiles import FD_BASE, OpenFiles
+from lxcwatch.sources.openfiles import FD_BASE, OpenFiles
 
 
 def test_kept_descriptors_sit_above_the_select_range_and_see_rewrites(tmp_path):

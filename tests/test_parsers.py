@@ -7,10 +7,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lxcwatch import interrupts, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.errors import ParseError
-from lxcwatch.net_dev import NetDevCounters
-from lxcwatch.softnet_stat import SoftnetRow
+from lxcwatch.kernel.net_dev import NetDevCounters
+from lxcwatch.kernel.softnet_stat import SoftnetRow
 
 HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"
 HOST_NAMES = ("tg3-pair", "mlx5-256", "arm64-igb", "virtio-live")

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,10 +14,12 @@ import pytest
 from PIL import Image
 
 from agent import Agent, lxcwatch_binary, run_measured, wait_until
-from lxcwatch import flight_recorder as fr
-from lxcwatch import postmortem as pm
-from lxcwatch import ring_survey
-from lxcwatch.classifier import Verdict
+from lxcwatch.blackbox import flight_recorder as fr
+from lxcwatch.blackbox import ring_format
+from lxcwatch.blackbox import timeline
+from lxcwatch.blackbox import ring_survey
+from lxcwatch.blackbox import postmortem_tool
+from lxcwatch.core.classifier import Verdict
 from test_flight_recorder import crash, old_format_record, snapshot, tiny_tmpfs  # noqa: F401  (a fixture)
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -131,10 +134,23 @@ def test_timeline_png_has_its_panels(incident):
     assert HEAVY in band
 
 
+def test_without_pillow_the_summary_is_written_and_one_line_says_how_to_get_the_picture(incident, tmp_path):
+    _, _, ring = incident
+    out = tmp_path / "out"
+    blocked = "import sys; sys.modules['PIL'] = None; from lxcwatch.cli import main; sys.exit(main())"  # as if absent
+    done = subprocess.run([sys.executable, "-c", blocked, "postmortem", f"--recorder.path={ring}", f"--out={out}",
+                           "--minutes=5"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == ("lxcwatch postmortem: timeline.png not drawn: Pillow is not installed "
+                                   "(pip install 'lxcwatch[postmortem]')")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.txt"]
+    assert done.stdout.split() == [str(out / "summary.txt")]
+
+
 @pytest.mark.parametrize("value,label", [(8_009_000, "8.01M"), (248_700, "249k"), (2288, "2.29k"), (999, "999"),
                                          (64, "64"), (0.5, "0.5"), (3.2e9, "3.2G")])
 def test_axis_labels_are_short(value, label):
-    assert pm.si(value) == label
+    assert timeline.si(value) == label
 
 
 def test_errors_are_one_line(tmp_path, incident):
@@ -254,7 +270,7 @@ def test_a_crash_in_an_earlier_boot_survives_a_wrapped_ring(tmp_path):
     finally:
         kill_9(agent)
     found = fr.read(str(ring)).records
-    assert found[0].seq > 1 and found[0].kind == fr.SAMPLE  # wrapped: the run's start record is overwritten
+    assert found[0].seq > 1 and found[0].kind == ring_format.SAMPLE  # wrapped: the run's start record is overwritten
     assert {r.run.boot for r in found} == {earlier}
     agent = tg3_agent(ring, tmp_path, "--recorder.size=64KiB")
     try:
@@ -303,7 +319,7 @@ def test_a_corrupt_middle_and_a_truncated_tail_are_named(tmp_path):
     found = fr.read(str(ring)).records
     with open(ring, "r+b") as f:
         for r in found[50:53]:  # the samples of T0 + 50 .. 52: one flipped byte each
-            f.seek(r.offset + fr.HEADER.size + 2)
+            f.seek(r.offset + ring_format.HEADER.size + 2)
             byte = f.read(1)[0]
             f.seek(-1, 1)
             f.write(bytes([byte ^ 0x20]))
@@ -333,7 +349,7 @@ def test_failed_writes_show_as_a_gap_and_the_count_the_agent_kept(tiny_tmpfs, tm
         recorder.sampled(snapshot(k), Verdict())
     recorder.stop()
     found = fr.read(str(ring)).records
-    last_before = max(r.time for r in found if r.kind == fr.SAMPLE and r.time < T0 + 3001)
+    last_before = max(r.time for r in found if r.kind == ring_format.SAMPLE and r.time < T0 + 3001)
     summary = report(ring, tmp_path / "out")
     lines = damage_lines(summary)
     assert f"  write errors counted by the agent: {recorder.errors} (by its last record)" in lines, lines
@@ -359,29 +375,29 @@ def test_the_ring_lock_names_its_holder(tmp_path):
 
     path = tmp_path / "flight.ring"
     path.write_bytes(b"")
-    assert os.getpid() not in ring_survey.lock_holders(str(path))
+    assert os.getpid() not in postmortem_tool.lock_holders(str(path))
     with open(path, "rb") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert os.getpid() in ring_survey.lock_holders(str(path))
-        assert ring_survey.lock_holders(str(path), locks=str(tmp_path / "no-locks")) is None
+        assert os.getpid() in postmortem_tool.lock_holders(str(path))
+        assert postmortem_tool.lock_holders(str(path), locks=str(tmp_path / "no-locks")) is None
 
 
 THIS, EARLIER = str(uuid.uuid4()), str(uuid.uuid4())
 
 
 @pytest.mark.parametrize("boot,kinds,newest,current,holders,expected", [
-    (EARLIER, [fr.START, fr.SAMPLE], True, THIS, set(), "unclean"),  # the host went down under it
-    (EARLIER, [fr.SAMPLE, fr.STOP], True, THIS, set(), "stopped"),
-    (THIS, [fr.SAMPLE], True, THIS, {4242}, "running"),  # even with its start record overwritten
-    (THIS, [fr.SAMPLE], True, THIS, {0}, "running"),  # a holder this pid namespace cannot see
-    (THIS, [fr.SAMPLE], True, THIS, {999}, "unclean"),  # a new agent took the lock before writing
-    (THIS, [fr.SAMPLE], True, THIS, set(), "unclean"),  # kill -9: the lock went with the process
-    (THIS, [fr.SAMPLE], False, THIS, {4242}, "unclean"),  # a later run of this boot exists
-    (THIS, [fr.SAMPLE], True, THIS, None, "unknown"),  # /proc/locks unreadable: maybe alive
-    (THIS, [fr.SAMPLE], True, "", {4242}, "unknown"),  # this boot's id unreadable
-    ("", [fr.SAMPLE], True, THIS, set(), "unknown"),  # the run's boot id was unreadable
+    (EARLIER, [ring_format.START, ring_format.SAMPLE], True, THIS, set(), "unclean"),  # the host went down under it
+    (EARLIER, [ring_format.SAMPLE, ring_format.STOP], True, THIS, set(), "stopped"),
+    (THIS, [ring_format.SAMPLE], True, THIS, {4242}, "running"),  # even with its start record overwritten
+    (THIS, [ring_format.SAMPLE], True, THIS, {0}, "running"),  # a holder this pid namespace cannot see
+    (THIS, [ring_format.SAMPLE], True, THIS, {999}, "unclean"),  # a new agent took the lock before writing
+    (THIS, [ring_format.SAMPLE], True, THIS, set(), "unclean"),  # kill -9: the lock went with the process
+    (THIS, [ring_format.SAMPLE], False, THIS, {4242}, "unclean"),  # a later run of this boot exists
+    (THIS, [ring_format.SAMPLE], True, THIS, None, "unknown"),  # /proc/locks unreadable: maybe alive
+    (THIS, [ring_format.SAMPLE], True, "", {4242}, "unknown"),  # this boot's id unreadable
+    ("", [ring_format.SAMPLE], True, THIS, set(), "unknown"),  # the run's boot id was unreadable
 ])
 def test_how_a_run_ended(boot, kinds, newest, current, holders, expected):
-    run = fr.Run(boot, T0, 4242, 1.0, fr.CLEAN)
-    view = ring_survey.RunView(run, [fr.Record(i + 1, kind, T0 + i, run, 1 << 20, 0, 0, 100) for i, kind in enumerate(kinds)])
+    run = ring_format.Run(boot, T0, 4242, 1.0, ring_format.CLEAN)
+    view = ring_survey.RunView(run, [ring_format.Record(i + 1, kind, T0 + i, run, 1 << 20, 0, 0, 100) for i, kind in enumerate(kinds)])
     assert ring_survey.state(view, newest, current, holders) == expected

@@ -12,10 +12,12 @@ import pytest
 
 from agent import lxcwatch_binary, wait_until
 
-from lxcwatch import probes
-from lxcwatch.collectors import Sources
+from lxcwatch.core import probe_spec
+from lxcwatch.sources import probes
+from lxcwatch.sources.host import Sources
 from lxcwatch.errors import UsageError
-from lxcwatch.probes import Attempts, ProbeFile, ProbeRunner, ProbeSpec
+from lxcwatch.core.probe_spec import ProbeSpec
+from lxcwatch.sources.probes import Attempts, ProbeFile, ProbeRunner
 
 V2 = Path(__file__).resolve().parent / "fixtures" / "hosts" / "lxc-v2"
 
@@ -163,5 +165,5 @@ def test_a_hung_probe_delays_no_other_probe():
 @pytest.mark.parametrize("timeout", ["99999999999h", "61s", "2m"])
 def test_probe_timeouts_are_capped(timeout):
     with pytest.raises(ValueError, match=r"longer than the maximum 60s"):
-        probes.parse_spec("app", ["web", "tcp", "127.0.0.1:80", timeout])
-    assert probes.parse_spec("app", ["web", "tcp", "127.0.0.1:80", "1m"]).timeout == 60.0
+        probe_spec.parse_spec("app", ["web", "tcp", "127.0.0.1:80", timeout])
+    assert probe_spec.parse_spec("app", ["web", "tcp", "127.0.0.1:80", "1m"]).timeout == 60.0

@@ -14,8 +14,9 @@ import pytest
 from agent import POLL, Agent, lxcwatch_binary
 from test_e2e_golden import HOSTS
 
-from lxcwatch import capture, cli, replay, trace
-from lxcwatch.trace import Record, Tree
+from lxcwatch.traces import capture, replay, trace
+from lxcwatch import cli
+from lxcwatch.traces.trace import Record, Tree
 
 
 def tree_of(root) -> Tree:

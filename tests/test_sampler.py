@@ -1,10 +1,12 @@
 """The sampler keeps every other collector going when one source fails, and logs each failure once."""
 
+import dataclasses
 import logging
 
 import pytest
 
-from lxcwatch import collectors, sampler
+from lxcwatch import collectors
+from lxcwatch import sampler
 from lxcwatch.errors import ParseError
 
 
@@ -23,8 +25,9 @@ def fake_collectors(monkeypatch):
     def softnet(_):
         raise ParseError("net/softnet_stat", "expected at least 9 columns, found 4", 3)
 
-    monkeypatch.setattr(collectors, "COLLECTORS", {"links": links, "netdev": netdev, "softnet": softnet})
-    monkeypatch.setattr(sampler, "COLLECTORS", collectors.COLLECTORS)
+    fakes = {name: dataclasses.replace(collectors.ALL[name], read=read)
+             for name, read in (("links", links), ("netdev", netdev), ("softnet", softnet))}
+    monkeypatch.setattr(sampler, "COLLECTORS", fakes)
     return state
 
 

@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from agent import Agent, Exposition, free_port, frozen_thread, lxcwatch_binary
-from lxcwatch import classifier, config, logs, service
+from lxcwatch.core import classifier
+from lxcwatch import config, logs, service
+from lxcwatch.export import status
 from lxcwatch.errors import UsageError
-from lxcwatch.snapshot import CollectorResult, Snapshot
+from lxcwatch.collectors import build
+from lxcwatch.core.snapshot import CollectorResult, Snapshot
 
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 CORPUS = Path(__file__).parent / "corpus"
@@ -296,7 +299,7 @@ def test_bad_args_file(tmp_path, text, message):
 def snapshot(failing: tuple[str, ...] = ()) -> Snapshot:
     results = {name: CollectorResult(name not in failing, 0.001, "boom" if name in failing else "")
                for name in ("softnet", "interrupts")}
-    return Snapshot(1, 0.0, 0.0, results)
+    return build(None, 1, 0.0, 0.0, {}, results)
 
 
 def nic(device: str, heavy: bool, reason: str) -> classifier.NicVerdict:
@@ -315,7 +318,7 @@ def nic(device: str, heavy: bool, reason: str) -> classifier.NicVerdict:
      "host verdict unknown (softnet failed); heavy NICs: none; failing collectors: softnet"),
 ])
 def test_status_line(verdict, failing, line):
-    assert service.status_line(snapshot(failing), verdict) == line
+    assert status.status_line(snapshot(failing), verdict) == line
 
 
 @pytest.mark.parametrize("env, seconds", [

@@ -2,13 +2,16 @@
 
 import pytest
 
-from lxcwatch.irq_vectors import NicIrq
-from lxcwatch.kthreads import KernelThread
-from lxcwatch.napi_poll import NapiPollReading, NapiPolls
-from lxcwatch.net_dev import NetDevCounters
-from lxcwatch.rates import cpu_rates, ksoftirqd_shares, nic_rates
-from lxcwatch.snapshot import CollectorResult, Interrupts, Softirqs, build
-from lxcwatch.softnet_stat import SoftnetRow
+from lxcwatch.kernel.irq_vectors import NicIrq
+from lxcwatch.kernel.kthread import KernelThread
+from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
+from lxcwatch.kernel.net_dev import NetDevCounters
+from lxcwatch.core.rates import cpu_rates, ksoftirqd_shares, nic_rates
+from lxcwatch.collectors import build
+from lxcwatch.collectors.interrupts import Interrupts
+from lxcwatch.collectors.softirqs import Softirqs
+from lxcwatch.core.snapshot import CollectorResult
+from lxcwatch.kernel.softnet_stat import SoftnetRow
 
 OK = CollectorResult(True, 0.001)
 FAILED = CollectorResult(False, 0.001, "net/softnet_stat:2: expected 13 columns like the first row, found 4")

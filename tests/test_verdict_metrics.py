@@ -2,10 +2,11 @@
 
 import pytest
 
-from lxcwatch import status, verdict_metrics
-from lxcwatch.classifier import HOST_REASONS, REASONS, Mode, NicVerdict, Verdict
-from lxcwatch.rates import NicRates
-from lxcwatch.snapshot import CollectorResult, Snapshot
+from lxcwatch.export import status, verdict_metrics
+from lxcwatch.core.classifier import HOST_REASONS, REASONS, Mode, NicVerdict, Verdict
+from lxcwatch.core.rates import NicRates
+from lxcwatch.collectors import build
+from lxcwatch.core.snapshot import CollectorResult, Snapshot
 
 HEAVY = Mode(True, "full_polls", 0, 0.0, 1000.0, 3)
 CALM = Mode(False, "none", 0, 0.0, None, 2)
@@ -79,12 +80,12 @@ def test_an_unknown_host_shows_only_that_it_is_unknown():
 
 
 def snapshot(failed=()) -> Snapshot:
-    return Snapshot(2, 1001.0, 2.0, {n: CollectorResult(n not in failed, 0.0, "broken" if n in failed else "")
+    return build(None, 2, 1001.0, 2.0, {}, {n: CollectorResult(n not in failed, 0.0, "broken" if n in failed else "")
                                      for n in ("interrupts", "netdev", "softnet")})
 
 
 def test_status_names_the_modes_as_the_agent_does_and_says_what_failed():
-    before = Snapshot(1, 1000.0, 1.0, {})
+    before = build(None, 1, 1000.0, 1.0, {}, {})
     v = Verdict({"eth0": nic(missing=("softnet",))}, Mode(), Mode(), "unknown", ("softnet",))
     data = status.report(before, snapshot(("softnet",)), v)
     assert data["host"] == {"mode": "unknown", "reason": "softnet failed"}

@@ -64,9 +64,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lxcwatch import capture, napi_poll, trace
-from lxcwatch.ethtool_coalesce import Coalesce, format_values
-from lxcwatch.ethtool_coalesce import SOURCE as COALESCE_FILE
+from lxcwatch.traces import capture, trace
+from lxcwatch.kernel import napi_poll
+from lxcwatch.kernel.ethtool_coalesce import Coalesce, format_values
+from lxcwatch.kernel.ethtool_coalesce import SOURCE as COALESCE_FILE
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "hosts" / "tg3-pair"
 STARTED = 1764000000.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -439,9 +440,20 @@ def groups(c: Config) -> list[Group]:
 # --- rendering ----------------------------------------------------------------------------------------------
 
 
+WIDTH = 100  # of a folded annotation line (ansible-lint, which checks the role's files, allows 160)
+
+
 def scalar(value) -> str:
     """value as one YAML scalar."""
     return yaml.safe_dump({"k": value}, width=10**6, allow_unicode=True)[3:].rstrip("\n")
+
+
+def annotation(key: str, value: str, indent: str) -> list[str]:
+    """key: value, folded (>-) at single spaces when long; folding gives back the single spaces."""
+    if len(value) <= WIDTH or " " not in value or "  " in value or value != value.strip():
+        return [f"{indent}{key}: {scalar(value)}"]
+    lines = textwrap.wrap(value, WIDTH, break_long_words=False, break_on_hyphens=False)
+    return [f"{indent}{key}: >-"] + [f"{indent}  {line}" for line in lines]
 
 
 def comment(text: str, indent: str) -> list[str]:
@@ -459,7 +471,9 @@ def render_rule(r: Rule) -> list[str]:
     if r.alert:
         out.append(f"{i}  for: {r.for_}")
         out += [f"{i}  labels:"] + [f"{i}    {k}: {scalar(v)}" for k, v in r.labels.items()]
-        out += [f"{i}  annotations:"] + [f"{i}    {k}: {scalar(v)}" for k, v in r.annotations.items()]
+        out.append(f"{i}  annotations:")
+        for k, v in r.annotations.items():
+            out += annotation(k, v, f"{i}    ")
     return out
 
 

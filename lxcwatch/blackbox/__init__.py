@@ -1,0 +1,1 @@
+"""After a crash: the flight recorder ring, the kernel log watch, the postmortem."""

@@ -1,0 +1,59 @@
+"""interrupts: the hard interrupts of each NIC's vectors, /proc/interrupts rows matched to the NICs' IRQs."""
+
+from dataclasses import dataclass
+
+from lxcwatch.collectors import Collector
+from lxcwatch.core.counters import EMPTY, advance_rows
+from lxcwatch.core.family import counter
+from lxcwatch.kernel import interrupts
+from lxcwatch.kernel.irq_vectors import NicIrq, assign
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupts:
+    cpus: tuple[int, ...]
+    nic_irqs: tuple[NicIrq, ...]
+    counts: dict[str, tuple[int, ...]]  # irq -> raw 32-bit count per CPU (in `cpus` order), NIC IRQs only
+
+
+def read(s):
+    text = s.procfs.read(interrupts.SOURCE)
+    nics = s.nics.current()
+    wanted = {irq for nic in nics.values() for irq in nic.irqs}
+    parsed = interrupts.parse(text, wanted)
+    if any(irq not in parsed.rows for irq in wanted):  # a driver reloaded: its vectors were renumbered
+        nics = s.nics.current(force=True)
+        wanted = {irq for nic in nics.values() for irq in nic.irqs}
+        parsed = interrupts.parse(text, wanted)
+    nic_irqs = _assign_cached(s, nics, parsed)
+    if any(parsed.rows[i.irq].counts is None for i in nic_irqs):  # some were found by name only
+        parsed = interrupts.parse(text, {i.irq for i in nic_irqs})
+    return Interrupts(parsed.cpus, nic_irqs, {i.irq: parsed.rows[i.irq].counts for i in nic_irqs})
+
+
+def _assign_cached(s, nics, parsed) -> tuple:
+    """assign() again only when the NICs or the text of their IRQ rows changed (a driver reload)."""
+    key = (tuple(nics.values()), tuple(row.tail for row in parsed.rows.values() if row.counts is not None))
+    if s.assigned is None or s.assigned[0] != key:
+        s.assigned = (key, assign(nics, parsed))
+    return s.assigned[1]
+
+
+def merge(prev, reading: Interrupts | None) -> dict:
+    """irqs: irq -> total over CPUs, widened from 32 bits per CPU; the raw rows are kept for the next sample."""
+    p = prev.fields if prev else {"irqs": EMPTY, "irq_cpus": (), "irq_rows": {}}
+    if reading is None:
+        return {"nic_irqs": (), "irqs": p["irqs"], "irq_cpus": p["irq_cpus"], "irq_rows": p["irq_rows"]}
+    irqs = advance_rows(p["irqs"], p["irq_cpus"], p["irq_rows"], reading.cpus, reading.counts)
+    return {"nic_irqs": reading.nic_irqs, "irq_cpus": reading.cpus, "irq_rows": reading.counts, "irqs": irqs}
+
+
+def render(s):
+    family = counter("nic_interrupts", "Hard interrupts of a NIC's vector (rx, tx, txrx or control), summed over CPUs.",
+                     ["device", "irq", "vector"])
+    for i in s.nic_irqs:
+        family.add([i.device, i.irq, i.vector], s.irqs.total.get(i.irq, 0))
+    yield family
+
+
+COLLECTOR = Collector("interrupts", 30, read, merge, render, files=(interrupts.SOURCE,))

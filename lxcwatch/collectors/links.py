@@ -1,0 +1,42 @@
+"""links: every interface's kind, master, flags, promiscuity and driver (netlink and ethtool, or a sysfs tree)."""
+
+from lxcwatch.collectors import Collector
+from lxcwatch.core.family import gauge
+
+
+def read(s):
+    return s.links.read(s.nics.current())
+
+
+def merge(prev, reading) -> dict:
+    """links: name -> Link."""
+    return {"links": reading or {}}
+
+
+def render(s):
+    links = [s.links[n] for n in sorted(s.links)]
+    promiscuous = gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
+    promiscuity = gauge("link_promiscuity", "Promiscuity reference count (IFLA_PROMISCUITY): how many users asked for promiscuous mode.", ["device"])
+    up = gauge("link_up", "1 if the link's operational state is up.", ["device"])
+    # No operstate here: a volatile value on an info metric makes new series at every flap (lxcwatch_link_up has it).
+    info = gauge("link_info", "Link metadata; value is always 1.",
+                 ["device", "kind", "master", "driver", "driver_version", "firmware_version", "bus_info"])
+    ports: dict[str, int] = {}
+    for link in links:
+        if link.flags is not None:  # unreadable: unknown, and the links collector says so
+            promiscuous.add([link.name], int(link.promiscuous))
+        if link.promiscuity is not None:
+            promiscuity.add([link.name], link.promiscuity)
+        up.add([link.name], int(link.operstate == "up"))
+        d = link.driver
+        info.add([link.name, link.kind, link.master, d.driver, d.version, d.firmware, d.bus_info], 1)
+        if link.master:
+            ports[link.master] = ports.get(link.master, 0) + 1
+    bridge_ports = gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])
+    for link in links:
+        if link.kind == "bridge":
+            bridge_ports.add([link.name], ports.get(link.name, 0))
+    yield from (promiscuous, promiscuity, up, info, bridge_ports)
+
+
+COLLECTOR = Collector("links", 50, read, merge, render)

@@ -1,0 +1,118 @@
+"""Per-second rates between two snapshots, per NIC and per CPU: what `status` prints and detection reads."""
+
+from dataclasses import dataclass
+
+from lxcwatch.core.counters import increase
+from lxcwatch.core.snapshot import Snapshot
+from lxcwatch.kernel.proc_stat import USER_HZ
+
+RECEIVING = ("rx", "txrx")
+
+
+@dataclass(frozen=True, slots=True)
+class NicRates:
+    device: str
+    packets: float  # received packets/s
+    irqs: float  # hard IRQs/s on the NIC's receiving vectors (rx and txrx)
+    packets_per_irq: float | None  # None when no IRQ fired
+    net_rx: float  # NET_RX softirqs/s on the CPUs serving the NIC's IRQs
+    squeezes: float  # time_squeeze/s on those CPUs
+    cpus: tuple[int, ...]  # CPUs serving the NIC's receiving IRQs
+    queues: int = 1  # receiving vectors (rx and txrx) that fired this interval, at least 1
+    polls: float | None = None  # NAPI polls/s (napi:napi_poll); None without usable counts in both snapshots
+    full_polls: float | None = None  # of those, polls/s that used their whole budget
+
+
+@dataclass(frozen=True, slots=True)
+class CpuRates:
+    cpu: int
+    processed: float
+    dropped: float
+    squeezes: float
+    net_rx: float
+    net_tx: float
+    softirq_share: float  # fraction of the interval this CPU spent in softirq context
+    ksoftirqd_share: float  # fraction of the interval ksoftirqd/N ran: softirq work that overflowed
+
+
+def _diff(new: dict, old: dict, key) -> int:
+    return increase(old[key], new[key]) if key in new and key in old else 0
+
+
+def _per_cpu(s: Snapshot, irqs: list[str]) -> dict[int, int]:
+    rows = [s.irq_rows[i] for i in irqs if i in s.irq_rows]
+    return dict(zip(s.irq_cpus, map(sum, zip(*rows))))
+
+
+def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, ...]:
+    """CPUs whose count of these IRQs moved; if none moved, those that ever handled one (affinity)."""
+    now, before = _per_cpu(cur, irqs), _per_cpu(prev, irqs)
+    moved = [cpu for cpu, n in now.items() if n != before.get(cpu, n)]
+    return tuple(moved or [cpu for cpu, n in now.items() if n])
+
+
+def _polls(prev: Snapshot, cur: Snapshot, device: str) -> tuple[int, int] | None:
+    """Polls and full polls of the device over the interval; None when either snapshot has no counts for it
+    (collector failed or disabled, host without the tracepoint, device never or not polled in the interval) or the
+    counting restarted."""
+    a, b = prev.napi_polls, cur.napi_polls
+    if not (a and b) or device not in a.counts or device not in b.counts:  # a host that cannot count has none
+        return None
+    old, new = a.counts[device], b.counts[device]
+    if new.polls <= old.polls or new.full < old.full:
+        return None
+    return new.polls - old.polls, new.full - old.full
+
+
+def nic_rates(prev: Snapshot, cur: Snapshot) -> dict[str, NicRates]:
+    dt = cur.monotonic - prev.monotonic
+    if dt <= 0:
+        return {}
+    data: dict[str, list[str]] = {}
+    for i in cur.nic_irqs:
+        if i.vector in RECEIVING:
+            data.setdefault(i.device, []).append(i.irq)
+    out = {}
+    for device, irqs in sorted(data.items()):
+        deltas = [increase(prev.irqs.total.get(i, cur.irqs.total[i]), cur.irqs.total[i]) for i in irqs]
+        irq_delta = sum(deltas)
+        new, old = cur.netdev.get(device), prev.netdev.get(device)
+        packets = increase(old.receive_packets, new.receive_packets) if new and old else 0
+        cpus = _serving_cpus(prev, cur, irqs)
+        net_rx = sum(_diff(cur.softirqs.total, prev.softirqs.total, ("NET_RX", c)) for c in cpus)
+        squeezes = sum(_diff(cur.softnet.total, prev.softnet.total, (c, "time_squeeze")) for c in cpus)
+        polls = _polls(prev, cur, device)
+        out[device] = NicRates(
+            device, packets / dt, irq_delta / dt, packets / irq_delta if irq_delta else None,
+            net_rx / dt, squeezes / dt, cpus, max(1, sum(d > 0 for d in deltas)), *((polls[0] / dt, polls[1] / dt) if polls else (None, None)),
+        )
+    return out
+
+
+def ksoftirqd_shares(prev: Snapshot, cur: Snapshot) -> dict[int, float]:
+    """CPU -> fraction of the interval its ksoftirqd/N ran: softirq work that overflowed."""
+    dt = cur.monotonic - prev.monotonic
+    if dt <= 0:
+        return {}
+    return {thread.cpu: increase(prev.kthreads[thread], ticks) / USER_HZ / dt
+            for thread, ticks in cur.kthreads.items() if thread.cpu is not None and thread in prev.kthreads}
+
+
+def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
+    dt = cur.monotonic - prev.monotonic
+    if dt <= 0:
+        return {}
+    ksoftirqd = ksoftirqd_shares(prev, cur)
+    out = {}
+    for cpu in sorted(cur.softnet_rows):
+        def rate(key, table="softnet"):
+            return _diff(getattr(cur, table).total, getattr(prev, table).total, key) / dt
+
+        now = cur.softirq_ticks.get(cpu, 0)
+        ticks = increase(prev.softirq_ticks.get(cpu, now), now)
+        out[cpu] = CpuRates(
+            cpu, rate((cpu, "processed")), rate((cpu, "dropped")), rate((cpu, "time_squeeze")),
+            rate(("NET_RX", cpu), "softirqs"), rate(("NET_TX", cpu), "softirqs"), ticks / USER_HZ / dt,
+            ksoftirqd.get(cpu, 0.0),
+        )
+    return out

@@ -1,0 +1,73 @@
+"""Metric families and their text and OpenMetrics exposition, written for a scrape of ~15k samples in a few ms."""
+
+import math
+
+from lxcwatch.core.family import Family
+from lxcwatch.export import negotiation
+
+TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the classic format every Prometheus reads
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def label_value(value: str) -> str:
+    """The one spelling of kernel bytes (decoded UTF-8 + surrogateescape, lxcwatch/sources/root.py) in a label: UTF-8 as
+    is, a byte that is not UTF-8 as \\xNN and, so that the spelling reverses to the bytes, a backslash as \\\\."""
+    if value.isascii() and "\\" not in value:
+        return value
+    raw = value.replace("\\", "\\\\").encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _escape(value: str) -> str:
+    if not value.isascii() or "\\" in value or '"' in value or "\n" in value:
+        return label_value(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def render(families: list[Family], openmetrics: bool, end: bool = True) -> bytes:
+    """`end`: close an OpenMetrics exposition with "# EOF"; without, more families may follow."""
+    out: list[str] = []
+    for f in families:
+        sample_name = f.name + "_total" if f.type == "counter" else f.name
+        type_name = f.name if openmetrics else sample_name
+        out.append(f"# HELP {type_name} {_help(f.help)}\n# TYPE {type_name} {f.type}\n")
+        keys = [f'{k}="' for k in f.labels]
+        for values, value in f.samples:
+            if keys:
+                labels = ",".join(k + _escape(v) + '"' for k, v in zip(keys, values))
+                out.append(f"{sample_name}{{{labels}}} {_number(value)}\n")
+            else:
+                out.append(f"{sample_name} {_number(value)}\n")
+    if openmetrics and end:
+        out.append("# EOF\n")
+    return "".join(out).encode()
+
+
+def from_client(metrics) -> list[Family]:
+    """prometheus_client's metric families (e.g. its process collector's) as Families, for this module's writer."""
+    out = []
+    for m in metrics:
+        labels = tuple(m.samples[0].labels) if m.samples else ()
+        out.append(Family(m.name, m.type, m.documentation, labels,
+                          [(tuple(s.labels[k] for k in labels), s.value) for s in m.samples
+                           if s.name in (m.name, m.name + "_total")]))  # no _created samples
+    return out
+
+
+def negotiate(accept: str) -> tuple[bool, str]:
+    """(openmetrics?, content type) for an Accept header (negotiation.wants_openmetrics)."""
+    return (True, OPENMETRICS) if negotiation.wants_openmetrics(accept) else (False, TEXT)

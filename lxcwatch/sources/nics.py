@@ -1,0 +1,57 @@
+"""Which interfaces are physical NICs, their bus device and their IRQs, found by device, not by name."""
+
+import os
+
+from lxcwatch.kernel.nic import Nic
+from lxcwatch.sources.root import Root
+
+
+def _bus_device(sysfs: Root, name: str) -> str | None:
+    device = sysfs.realpath("class", "net", name, "device")
+    if device is None:
+        return None
+    # virtio_net hangs off a virtio bus device (".../0000:00:03.0/virtio2"); the IRQs live on its PCI parent.
+    if os.path.basename(device).startswith("virtio"):
+        device = os.path.dirname(device)
+    return device
+
+
+def _irqs(device: Root) -> tuple[str, ...]:
+    msi = sorted(device.listdir("msi_irqs"), key=lambda s: int(s) if s.isdigit() else 0)
+    if msi:
+        return tuple(msi)
+    intx = device.attr("irq")
+    return (intx,) if intx and intx != "0" else ()
+
+
+def find(sysfs: Root, names: list[str]) -> dict[str, Nic]:
+    """Interfaces with a `device` link are physical; everything else (veth, bridge, vlan...) is virtual."""
+    nics = {}
+    for name in names:
+        path = _bus_device(sysfs, name)
+        if path is None:
+            continue
+        device = Root(path)
+        driver = sysfs.link_name("class", "net", name, "device", "driver") or device.link_name("driver") or ""
+        nics[name] = Nic(name, os.path.basename(path), driver, _irqs(device))
+    return nics
+
+
+class NicDirectory:
+    """Keeps `find()` current: it re-reads the device tree only when the set of interfaces changes."""
+
+    def __init__(self, sysfs: Root):
+        self.sysfs = sysfs
+        self._names: tuple[str, ...] = ()
+        self.nics: dict[str, Nic] = {}
+
+    def current(self, force: bool = False) -> dict[str, Nic]:
+        names = tuple(sorted(self.sysfs.listdir("class", "net")))
+        if force or names != self._names:
+            nics = find(self.sysfs, list(names))
+            # Collectors call this from their own threads at once: the NICs before the names they are for, so
+            # that no caller takes the new names with the old NICs (links would cache eth0 as "virtual").
+            self.nics = nics
+            self._names = names
+            return nics
+        return self.nics
