@@ -243,8 +243,9 @@ def write_openmetrics(path: Path, fleet: list[HostLines], end: int, first: int, 
             sep = f" {t}\n"
             for h in fleet:
                 lines = h.static + h.recent if t >= recent_from else h.static
-                out.write(sep.join(lines) + sep)
-                samples += len(lines)
+                if lines:
+                    out.write(sep.join(lines) + sep)
+                    samples += len(lines)
                 if t >= recent_from and h.heavy:
                     before = end - t
                     value = 1 if any(lo >= before >= hi for lo, hi in h.windows) else 0
@@ -470,7 +471,7 @@ def partials(workdir: Path, host_rules: list[Path], series: list[tuple[str, dict
 def partial_lines(host: Host, kinds: dict) -> HostLines:
     target = {"cluster": host.cluster, "instance": host.instance, "job": JOB}
     lines = []
-    for name, labels, value in kinds[kind(host)]:
+    for name, labels, value in kinds.get(kind(host), []):  # a host in no group has no partial the global tier reads
         labels = {**labels, **target}
         if "replica_group" in labels:
             labels.update(replica_group=host.group, replica=host.replica)
@@ -559,6 +560,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--global-tier-of", type=Path, nargs="+", default=None, metavar="HOST_RULES",
                         help="--rules is a global tier: feed it the partials these host-tier rules record")
     parser.add_argument("--tmpdir", default=None, help="where the TSDB and the text slices go")
+    parser.add_argument("--no-samples-read", action="store_true", help="skip the per-rule query statistics")
     args = parser.parse_args(argv)
     for path in args.rules + (args.global_tier_of or []):
         if not path.is_file():
@@ -574,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             m = run(hosts, parse_duration(args.history), parse_duration(args.recent), args.seconds, workdir,
                     [p.resolve() for p in args.rules],
+                    not args.no_samples_read,
                     global_tier_of=[p.resolve() for p in args.global_tier_of] if args.global_tier_of else None)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
