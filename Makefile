@@ -5,7 +5,7 @@ RUN_STAMP := $(VENV)/.installed-run
 STAMP     := $(VENV)/.installed
 ARGS      ?=
 
-.PHONY: run check test bench bench-scaling bench-containers bench-napi-poll golden mixin mutation clean dist
+.PHONY: run check test bench bench-scaling bench-containers bench-napi-poll bench-fleet golden mixin mutation clean dist
 
 # What the agent needs to run: the package and its runtime dependencies, no test tools.
 $(RUN_STAMP): pyproject.toml scripts/debian-packages
@@ -63,6 +63,10 @@ mutation: $(STAMP)
 # Cost of the napi_poll collector: per NAPI poll on a veth flood, per sample for 128 CPUs x 8 NICs (root).
 bench-napi-poll: $(STAMP)
 	$(PY) bench/napi_poll.py $(ARGS)
+
+# The rules at fleet scale: synthetic fleets backfilled into a Prometheus that evaluates them (docs/fleet.md).
+bench-fleet: $(STAMP)
+	$(PY) bench/fleet.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build $(DIST) *.egg-info mutants

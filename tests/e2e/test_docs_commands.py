@@ -50,6 +50,19 @@ WHERE = {
         f"{HERE}::test_the_corpus_commands_make_the_corpus_and_the_documented_table",
     ("docs/detection.md", ".venv/bin/python -m tests.support.detection tests/corpus"):
         f"{HERE}::test_the_corpus_commands_make_the_corpus_and_the_documented_table",
+    ("docs/fleet.md", 'make bench-fleet ARGS="--hosts 24 --history 70m --seconds 120"'):
+        "test_fleet.py::test_the_documented_small_fleet_pages_exactly_the_pairs_heavy_together",
+    ("docs/fleet.md", "sed 's/^  - name: .*/&\\n    partial_response_strategy: abort/' "
+                      "deploy/prometheus/sharded/lxcwatch.global.rules.yml"):
+        "test_fleet.py::test_the_documented_thanos_variant_is_the_global_tier_with_abort_in_every_group",
+    ("docs/fleet.md", "git show f9390cd:deploy/prometheus/lxcwatch.rules.yml > /tmp/lxcwatch.rules.before.yml"):
+        "test_fleet.py::test_every_documented_bench_command_is_accepted",
+    **{("docs/fleet.md", c): "not run: 10-20 min each on a loaded Prometheus (its figures are docs/fleet.md's); "
+                             "test_fleet.py::test_every_documented_bench_command_is_accepted parses their arguments"
+       for c in ("make bench-fleet", 'make bench-fleet ARGS="--rules /tmp/lxcwatch.rules.before.yml"',
+                 'make bench-fleet ARGS="--hosts 10000 --recent 6m --seconds 180 --rules '
+                 'deploy/prometheus/sharded/lxcwatch.global.rules.yml --global-tier-of '
+                 'deploy/prometheus/sharded/lxcwatch.host.rules.yml"')},
     ("docs/metrics.md", ".venv/bin/python bench/cardinality.py --hosts"):
         "test_cardinality.py::test_the_documented_command_prints_the_documented_tables",
     ("docs/performance.md", "make bench"): "test_bench_commands.py::test_make_bench_runs_beside_node_exporter",
