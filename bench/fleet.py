@@ -30,13 +30,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO / "bench"), str(REPO)]  # the sibling generators, and the tests' agent runner
 import synthetic_containers  # noqa: E402  (sibling modules)
 import synthetic_host  # noqa: E402
-from agent import Agent, free_port, stop_process  # noqa: E402  (the tests' agent runner)
 import yaml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from tests.support.agent import Agent, free_port, stop_process  # noqa: E402
 
 RULES = [REPO / "deploy" / "prometheus" / "lxcwatch.rules.yml"]
 PROMETHEUS, PROMTOOL = "/usr/bin/prometheus", "/usr/bin/promtool"
