@@ -9,7 +9,6 @@ bench/bench.py measures the agent process as a whole."""
 import argparse
 import datetime
 import os
-import platform
 import shutil
 import statistics
 import sys

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.support.agent import Agent, lxcwatch_binary
-from tests.e2e.test_e2e_golden import HOSTS, tree_args
+from tests.e2e.test_e2e_golden import tree_args
 from tests.support.paths import CORPUS, REPO
 
 from bench import cardinality  # the documented measurement

@@ -5,7 +5,6 @@ import gzip
 import re
 import shutil
 import signal
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
