@@ -119,13 +119,13 @@ def test_the_tests_named_exist():
 
 
 def test_make_test_is_the_whole_suite():
-    out = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["make", "--no-print-directory", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1].split() == [".venv/bin/pytest"], out.stdout  # no -m: every tier
 
 
 def test_make_check_runs_the_fast_tiers():
-    out = subprocess.run(["make", "-n", "check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["make", "--no-print-directory", "-n", "check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     command = out.stdout.splitlines()[-1]
     assert command.startswith(".venv/bin/pytest ") and command.split()[-1] == "tests/unit", command
@@ -205,7 +205,7 @@ def test_the_readme_names_the_packages_each_target_installs():
 
 def test_make_run_installs_only_the_run_packages_and_make_test_all():
     def plan(target: str) -> list[str]:
-        out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         return [line for line in out.stdout.splitlines() if "debian-packages" in line]
     assert plan("run") == ["bash scripts/debian-packages run"]

@@ -98,7 +98,7 @@ def recorded(proc, check, what: str, timeout: float = 60) -> Exposition:
 def test_make_run_logs_no_error_and_postmortem_reads_its_ring(ns, tmp_path):
     """README's `make run` on a host where nothing of lxcwatch is installed yet, then Ctrl-C, then
     docs/postmortem.md's commands with their defaults."""
-    plan = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     if plan.stdout.split() != [".venv/bin/lxcwatch"]:  # /var/lib/dpkg is hidden here: no package set-up
         pytest.skip(f"the .venv is not up to date; `make run` would set it up first: {plan.stdout}")
     with open(tmp_path / "make-run.log", "w+") as log:
