@@ -1,6 +1,6 @@
 """The documented commands that need root and the live host, run as written (the list of who runs what:
-tests/test_docs_commands.py). They run in a mount namespace of their own with tmpfs over /tmp and /var/lib, so
-the fixed paths the docs use (/tmp/pm, /tmp/host, the default ring in /var/lib/lxcwatch) are this test's alone,
+tests/e2e/test_docs_commands.py). They run in a mount namespace of their own with tmpfs over /var/lib and over the
+fixed paths the docs use (/tmp/pm, /tmp/host; the default ring in /var/lib/lxcwatch), so those are this test's alone,
 start as on a fresh host, and vanish with it; `lxcwatch` is on PATH as in an activated venv."""
 
 import os
@@ -20,6 +20,7 @@ from tests.support.docs_commands import ROOT, block_after
 
 PORT = 12243  # the documented default: `make run` and the agent of the trace example listen there
 BIN = ROOT / ".venv" / "bin"
+PRIVATE = ("/tmp/pm", "/tmp/host", "/tmp/trace-example")  # docs/postmortem.md, docs/trace-format.md, the record
 
 
 class Namespace:
@@ -29,7 +30,11 @@ class Namespace:
         self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "infinity"])
         mine = os.readlink("/proc/self/ns/mnt")
         wait_until(lambda: os.readlink(f"/proc/{self.holder.pid}/ns/mnt") != mine, "the mount namespace")
-        for directory in ("/tmp", "/var/lib"):
+        # The docs' fixed paths, each a tmpfs of this namespace; not all of /tmp, which may hold the checkout itself.
+        self.made = [d for d in PRIVATE if not os.path.exists(d)]
+        for directory in self.made:
+            os.makedirs(directory)  # an empty mount point on the host, removed again by close()
+        for directory in ("/var/lib", *PRIVATE):
             subprocess.run(self.command("mount", "-t", "tmpfs", "tmpfs", directory), check=True, timeout=30)
         self.env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
 
@@ -53,6 +58,8 @@ class Namespace:
 
     def close(self):
         stop_process(self.holder)
+        for directory in reversed(self.made):
+            os.rmdir(directory)
 
 
 @pytest.fixture
@@ -147,7 +154,6 @@ def test_record_replay_and_the_agent_on_the_replay(ns, tmp_path):
     record, replay = block_after("docs/trace-format.md", "## Usage")
     (agent,) = block_after("docs/trace-format.md", "in a second shell")
     work = "/tmp/trace-example"
-    ns.path(work).mkdir()
     with open(tmp_path / "record.log", "w+") as log:
         recording = ns.start(record, log, cwd=work)
         trace = ns.path(f"{work}/bad-night.trace.gz")
