@@ -23,19 +23,8 @@ MEMORY_LIMIT = 128 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def env():
-    reason = lxcenv.unavailable()
-    if reason:
-        pytest.skip(reason)
-    lab = netlab.Lab()
-    lxc = None
-    try:
-        lxc = lxcenv.Lxc(lab)
+    with lxcenv.lab_with_lxc() as lxc:
         yield lxc
-    finally:
-        problems = lxc.cleanup() if lxc else []
-        lab.cleanup()
-        left = netlab.leftovers(lab.suffix)  # only this lab's: other tests may run beside it
-        assert not problems and not left, f"not removed: {problems + left}"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ are the same after the restart, but for the host name in lxcwatch_container_veth
 import pytest
 
 from tests.support import lxcenv
-from tests.support import netlab
 from tests.support.agent import Agent
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -14,19 +13,8 @@ VETHS_OFF = ["--collector.netdev.device-exclude=^veth", "--collector.links.devic
 
 @pytest.fixture
 def env():
-    reason = lxcenv.unavailable()
-    if reason:
-        pytest.skip(reason)
-    lab = netlab.Lab()
-    lxc = None
-    try:
-        lxc = lxcenv.Lxc(lab)
+    with lxcenv.lab_with_lxc() as lxc:
         yield lxc
-    finally:
-        problems = lxc.cleanup() if lxc else []
-        lab.cleanup()
-        left = netlab.leftovers(lab.suffix)  # only this lab's: other tests may run beside it
-        assert not problems and not left, f"not removed: {problems + left}"
 
 
 def container_series(e, name: str) -> set:

@@ -1,5 +1,6 @@
 """Real LXC busybox containers for live tests: private LXC paths, a test bridge, and removal of all of it."""
 
+import contextlib
 import glob
 import json
 import os
@@ -7,6 +8,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.support import netlab
 from tests.support.agent import wait_until
@@ -145,3 +148,22 @@ def process_start_time(pid: int) -> float:
     with open("/proc/stat") as f:
         btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
     return btime + starttime / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def lab_with_lxc():
+    """An Lxc on a network lab of its own, skipped where LXC is unavailable; on exit, asserts everything it made
+    is gone (only this lab's leftovers: other tests may run beside it)."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    lab = netlab.Lab()
+    lxc = None
+    try:
+        lxc = Lxc(lab)
+        yield lxc
+    finally:
+        problems = lxc.cleanup() if lxc else []
+        lab.cleanup()
+        left = netlab.leftovers(lab.suffix)
+        assert not problems and not left, f"not removed: {problems + left}"
