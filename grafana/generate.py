@@ -360,19 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--check", action="store_true", help="exit 1 if the committed JSON differs")
     args = ap.parse_args(argv)
-    stale = []
-    for name, text in render().items():
-        path = OUT / name
-        if args.check:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
-        else:
-            OUT.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-    if stale:
-        print(f"stale: {', '.join(stale)}; run python grafana/generate.py", file=sys.stderr)
-        return 1
-    return 0
+    return mixin.write_or_check({OUT / name: text for name, text in render().items()}, args.check,
+                                "python grafana/generate.py")
 
 
 if __name__ == "__main__":

@@ -548,17 +548,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as e:
         print(f"mixin: {args.config}: no `for` or `thresholds` entry {e}", file=sys.stderr)
         return 2
+    return write_or_check({args.out / p.name if args.out else p: text for p, text in files.items()}, args.check,
+                          "make mixin")
+
+
+def write_or_check(files: dict[Path, str], check: bool, remedy: str) -> int:
+    """Write the files; with `check`, write nothing and return 1 naming those that differ from what is there."""
     stale = []
     for path, text in files.items():
-        path = args.out / path.name if args.out else path
-        if args.check:
+        if check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     if stale:
-        print(f"stale: {', '.join(stale)}; run make mixin", file=sys.stderr)
+        print(f"stale: {', '.join(stale)}; run {remedy}", file=sys.stderr)
         return 1
     return 0
 
