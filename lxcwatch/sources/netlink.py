@@ -33,6 +33,7 @@ class NetlinkLinks:
         self._sock: socket.socket | None = None
         self._ethtool = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._marshal = MarshalRtnl()
+        self._buffer = bytearray(1 << 20)  # one buffer for every recv: a fresh 1 MiB per recv fragments the heap
         self._by_index: dict[int, dict] = {}
         self._links: dict[int, Link] = {}
         self.resyncs = 0
@@ -77,7 +78,7 @@ class NetlinkLinks:
     def _drain(self, nics: dict[str, Nic]) -> None:
         while True:
             try:
-                data = self._sock.recv(1 << 20)
+                size = self._sock.recv_into(self._buffer)
             except BlockingIOError:
                 return
             except OSError as e:
@@ -90,7 +91,7 @@ class NetlinkLinks:
                 log.warning("netlink events lost (ENOBUFS); links dumped again",
                             extra={"links": len(self._links), "resyncs": self.resyncs - 1})
                 return
-            for msg in self._marshal.parse(data):
+            for msg in self._marshal.parse(bytes(memoryview(self._buffer)[:size])):
                 self._apply(msg, nics)
 
     def _apply(self, msg, nics: dict[str, Nic]) -> None:

@@ -3,6 +3,7 @@ disappear and RSS stays flat (veth pairs and real containers: tests/live/test_ch
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -18,21 +19,25 @@ MiB = 1 << 20
 
 
 def footprint(pid: int) -> tuple[int, int]:
-    """(RSS in bytes, open file descriptors) of the agent."""
+    """(RSS in bytes, open file descriptors) of the agent. Descriptors: the fewest seen over half a second of
+    listings, for a read or a scrape in flight holds one for a moment (CI saw 10, 11, 10 ...); a leaked one stays."""
     with open(f"/proc/{pid}/status") as f:
         kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return kib * 1024, len(os.listdir(f"/proc/{pid}/fd"))
+    fewest, end = None, time.monotonic() + 0.5
+    while fewest is None or time.monotonic() < end:
+        held = len(os.listdir(f"/proc/{pid}/fd"))
+        fewest = held if fewest is None else min(fewest, held)
+    return kib * 1024, fewest
 
 
-def assert_flat(samples: list[tuple[int, int]], what: str) -> None:
+def assert_flat(samples: list[tuple[int, int]], what: str, slack: float) -> None:
     """Descriptors: exactly as many after the last wave as after the first (each wave ends in the same state).
-    RSS: the allocator's high-water mark rises over the first waves (measured over 16 tree waves: 43 MiB, then
-    between 50 and 56 MiB from the sixth on), so the last wave is compared with the first half's highest,
-    within 10 % + 2 MiB; a leak of a few kB per container (375 per wave) would break it."""
+    RSS: the allocator's high-water mark rises over the first waves, so the last wave is compared with the first
+    half's highest, within `slack` bytes."""
     sizes, fds = [s for s, _ in samples], [n for _, n in samples]
     print(f"\n{what}: RSS per wave (MiB) " + " ".join(f"{s / MiB:.1f}" for s in sizes) + f"; descriptors {fds}")
     assert fds[-1] == fds[0], f"{what}: descriptors {fds}"
-    assert sizes[-1] <= max(sizes[:len(sizes) // 2]) * 1.10 + 2 * MiB, f"{what}: RSS grew {sizes}"
+    assert sizes[-1] <= max(sizes[:len(sizes) // 2]) + slack, f"{what}: RSS grew {sizes}"
 
 
 def state(e, name: str) -> str | None:
@@ -102,4 +107,5 @@ def test_tree_container_churn(tmp_path):
     finally:
         agent.stop()
     assert agent.proc.returncode == 0
-    assert_flat(sizes, "tree")
+    # The heap of 2000 containers' strings steps by ~3 MiB (46, 55, 58, 62, 60, 62, 62, 64 MiB): 10 %.
+    assert_flat(sizes, "tree", max(s for s, _ in sizes[:WAVES // 2]) * 0.10)

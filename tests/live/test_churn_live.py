@@ -7,7 +7,7 @@ import pytest
 from tests.support import lxcenv
 from tests.support import netlab
 from tests.support.agent import Agent
-from tests.e2e.test_churn import WAVES, assert_flat, footprint, state
+from tests.e2e.test_churn import MiB, WAVES, assert_flat, footprint, state
 
 pytestmark = pytest.mark.slow
 
@@ -67,4 +67,6 @@ def test_live_veth_and_container_churn():
         lab.cleanup()
         assert not problems and not netlab.leftovers(), problems
     assert agent.proc.returncode == 0
-    assert_flat(sizes, "live")
+    # 48-50 MiB, the last wave within 0.6 MiB of the first half's highest; a fresh 1 MiB buffer per netlink recv
+    # fragmented the heap by 1.4 MiB per wave (CI: 50.4, 52.2 ... 60.7 MiB), 5.8 MiB over the first half's highest.
+    assert_flat(sizes, "live", 3 * MiB)
