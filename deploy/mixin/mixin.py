@@ -185,7 +185,7 @@ def heavy_partial(c: Config) -> Rule:
 
 
 def host_slow(c: Config) -> list[Rule]:
-    """Per-host rules that need no 15 s evaluation: rates behind 10-minute alerts and the 1-hour memory."""
+    """Per-host rules that need no 15 s evaluation: what feeds 10-minute alerts, and the 1-hour memory."""
     h, m, s = c.host, c.member, c.sel
     return [
         Rule("instance_device:lxcwatch_link_known_bad_driver_promiscuous:info", tier=HOST, comment=(

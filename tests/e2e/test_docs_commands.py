@@ -60,7 +60,7 @@ WHERE = {
     **{("docs/fleet.md", c): "not run: 10-20 min each on a loaded Prometheus (its figures are docs/fleet.md's); "
                              "test_fleet.py::test_every_documented_bench_command_is_accepted parses their arguments"
        for c in ("make bench-fleet", 'make bench-fleet ARGS="--rules /tmp/lxcwatch.rules.before.yml"',
-                 'make bench-fleet ARGS="--hosts 10000 --recent 6m --seconds 180 --rules '
+                 'make bench-fleet ARGS="--hosts 10000 --recent 6m --seconds 330 --rules '
                  'deploy/prometheus/sharded/lxcwatch.global.rules.yml --global-tier-of '
                  'deploy/prometheus/sharded/lxcwatch.host.rules.yml"')},
     ("docs/metrics.md", ".venv/bin/python bench/cardinality.py --hosts"):

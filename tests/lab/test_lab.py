@@ -191,10 +191,13 @@ def test_onset_to_page_with_the_shipped_defaults_is_under_two_minutes(the_lab, r
 
 
 def test_container_with_no_running_replica_pages(the_lab):
-    # lxc-hybrid's `old` starts with the host (lxc.start.auto = 1) and is stopped on both replicas.
+    # lxc-hybrid's `old` starts with the host (lxc.start.auto = 1) and is stopped on both replicas. Its partials
+    # and the alert run in 1 m groups (kept at 1 m in the lab): up to 60 s until the partials are recorded, 60 s
+    # until the alert's group reads them, its `for: 2m`, Alertmanager's group_wait of 10 s, and 30 s to spare.
     started = the_lab.replica("containers", "a").started
     pages = lab.wait_until(lambda: the_lab.webhook.received("pager", replica_group="containers"),
-                           "the page for `containers`", remaining(started + 120 + 10 + 60), diagnose=the_lab.diagnose)
+                           "the page for `containers`", remaining(started + 60 + 60 + 120 + 10 + 30),
+                           diagnose=the_lab.diagnose)
     assert alert_labels(pages[0]) == [{"alertname": "LxcwatchContainerNoRunningReplica", "container": "old",
                                        "replica_group": "containers", "severity": "critical"}]
     assert pages[0].received - started >= 120  # its `for: 2m`
