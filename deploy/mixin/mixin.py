@@ -224,17 +224,14 @@ def host_slow(c: Config) -> list[Rule]:
 
 def container_partials(c: Config) -> list[Rule]:
     """Per member and container (~100 series per host each): all LxcwatchContainerNoRunningReplica reads."""
-    h, s = c.host, c.sel
-    return [
-        Rule("instance_container:lxcwatch_container_running:member", tier=HOST, comment=(
-            "Per member and container that runs: 1 (a stopped one has no series)."),
-            expr=(f"max by ({h}, container) (lxcwatch_container_running{s()} == 1)\n"
-                  f"* on ({h}) group_left ({', '.join(c.member_labels)}) instance:lxcwatch_replica_info:last_known")),
-        Rule("instance_container:lxcwatch_container_autostart:member", tier=HOST, comment=(
-            "Per member and container that starts with the host (it should run): 1."),
-            expr=(f"max by ({h}, container) (lxcwatch_container_autostart{s()} == 1)\n"
-                  f"* on ({h}) group_left ({', '.join(c.member_labels)}) instance:lxcwatch_replica_info:last_known")),
-    ]
+    def member(metric: str, comment: str) -> Rule:
+        return Rule(f"instance_container:lxcwatch_container_{metric}:member", tier=HOST, comment=comment,
+                    expr=(f"max by ({c.host}, container) (lxcwatch_container_{metric}{c.sel()} == 1)\n"
+                          f"* on ({c.host}) group_left ({', '.join(c.member_labels)}) "
+                          "instance:lxcwatch_replica_info:last_known"))
+
+    return [member("running", "Per member and container that runs: 1 (a stopped one has no series)."),
+            member("autostart", "Per member and container that starts with the host (it should run): 1.")]
 
 
 def count_replicas(c: Config, series: str) -> str:
