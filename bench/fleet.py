@@ -471,7 +471,7 @@ def partials(workdir: Path, host_rules: list[Path], series: list[tuple[str, dict
 def partial_lines(host: Host, kinds: dict) -> HostLines:
     target = {"cluster": host.cluster, "instance": host.instance, "job": JOB}
     lines = []
-    for name, labels, value in kinds.get(kind(host), []):  # a host in no group has no partial the global tier reads
+    for name, labels, value in kinds.get(kind(host), []):
         labels = {**labels, **target}
         if "replica_group" in labels:
             labels.update(replica_group=host.group, replica=host.replica)
@@ -482,13 +482,14 @@ def partial_lines(host: Host, kinds: dict) -> HostLines:
 def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, rule_files: list[Path],
         read_stats: bool = True, global_tier_of: list[Path] | None = None) -> Measurement:
     """With `global_tier_of` (the host tier's rule files), `rule_files` is a global tier: its inputs are the partials
-    that host tier records, templated per host from a real evaluation of it (`partials`)."""
+    that host tier records and the agent series it reads itself (the page's), templated per host from a real
+    evaluation of the host tier (`partials`)."""
     names = [str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in rule_files]
     rule_files = copy_rules(rule_files, workdir)
     series = template(workdir, rule_inputs(global_tier_of or rule_files))
     fleet = plan(hosts)
     if global_tier_of:
-        read = {n for n in re.findall(PARTIALS, "\n".join(p.read_text() for p in rule_files))}
+        read = set(re.findall(PARTIALS, "\n".join(p.read_text() for p in rule_files))) | rule_inputs(rule_files)
         kinds = partials(workdir, global_tier_of, series, read)
         lines = [partial_lines(h, kinds) for h in fleet]
         history = recent  # the global tier reads no window

@@ -178,10 +178,16 @@ and on ({h})
     ]
 
 
+def heavy_members(c: Config) -> str:
+    """Members whose host verdict is NAPI-heavy now, from the agents' own two series."""
+    return f"{member_info(c)}\nand on ({c.host}) (lxcwatch_host_napi_heavy{c.sel()} == 1)"
+
+
 def heavy_partial(c: Config) -> Rule:
     return Rule("instance:lxcwatch_host_napi_heavy:member", tier=HOST, comment=(
-        "Members whose host verdict is NAPI-heavy now: the page counts them in the same evaluation."),
-        expr=f"{member_info(c)}\nand on ({c.host}) (lxcwatch_host_napi_heavy{c.sel()} == 1)")
+        "Members whose host verdict is NAPI-heavy now (the group count and the blind alert read it; the page\n"
+        "computes the same from the agents' series itself)."),
+        expr=heavy_members(c))
 
 
 def host_slow(c: Config) -> list[Rule]:
@@ -236,6 +242,8 @@ def container_partials(c: Config) -> list[Rule]:
 
 def count_replicas(c: Config, series: str) -> str:
     """Distinct replicas per group among the series (which carry the group labels)."""
+    if "\n" in series:
+        series = "\n" + textwrap.indent(series, "    ") + "\n  "
     return f"count by ({c.group}) (\n  count by ({c.replica}) ({series})\n)"
 
 
@@ -285,15 +293,16 @@ def alert(c: Config, name: str, expr: str, severity: str, summary: str, descript
 def page(c: Config) -> Rule:
     return alert(
         c, "LxcwatchReplicasNapiHeavy",
-        count_replicas(c, "instance:lxcwatch_host_napi_heavy:member") + f" >= {c.thresholds['page_replicas']}",
+        count_replicas(c, heavy_members(c)) + f" >= {c.thresholds['page_replicas']}",
         "critical", "Two or more replicas of a replica group are NAPI-heavy at the same time.",
         f"{{{{ $value }}}} replicas of {where(c)} are in NAPI polling-heavy mode at the same time; the group "
         "has no healthy spare for the receive path.", GLOBAL, (FLEET_DASHBOARD, ["cluster", "replica_group"]),
         comment=(
-            "THE PAGE. Two or more replicas of one group NAPI-heavy in the same evaluation, for 1 minute. It counts\n"
-            "the heavy partials itself. Onset to notification on one Prometheus, worst case: 4-5 s agent hysteresis\n"
-            "+ 15 s scrape + 15 s evaluation + 60 s `for` + 10 s Alertmanager group_wait = ~105 s; measured as\n"
-            "shipped: docs/detection.md. Sharded, the partial's evaluation and remote write come on top."))
+            "THE PAGE. Two or more replicas of one group NAPI-heavy in the same evaluation, for 1 minute. It reads\n"
+            "the agents' own two series per host, not a recorded partial, so on a global view no shard's evaluation\n"
+            "comes in between. Onset to notification on one Prometheus, worst case: 4-5 s agent hysteresis + 15 s\n"
+            "scrape + 15 s evaluation + 60 s `for` + 10 s Alertmanager group_wait = ~105 s; measured as shipped:\n"
+            "docs/detection.md. On a global view remote write and the store's visibility come on top (docs/fleet.md)."))
 
 
 def group_alerts(c: Config) -> list[Rule]:
@@ -434,7 +443,7 @@ def groups(c: Config) -> list[Group]:
     """Every rule group, per-host tier first (rules that read partials are evaluated after them in a step)."""
     not_running, no_running_replica = container_alerts(c)
     return [
-        Group("lxcwatch-host", c.interval, host_partials(c),
+        Group("lxcwatch-host", c.interval, [*host_partials(c), heavy_partial(c)],
               "Per-host partials: run by every Prometheus on its own targets (docs/alerting.md)."),
         Group("lxcwatch-host-slow", c.slow_interval, host_slow(c),
               "Rates behind 10-minute alerts, the known-bad NICs behind 10-minute alerts, and the one-hour\n"
@@ -444,9 +453,8 @@ def groups(c: Config) -> list[Group]:
               "and 5 minutes (every 15 s they missed evaluations at 1,000 hosts: docs/fleet.md)."),
         Group("lxcwatch-global", c.interval, group_records(c),
               "Group aggregates of the partials: run on the global view only (docs/alerting.md)."),
-        Group("lxcwatch-page", c.interval, [heavy_partial(c), page(c)],
-              "The page, alone in its group with the partial it counts, which is recorded first in the same\n"
-              "evaluation (a sharded fleet records the partial per Prometheus and pages on the global view)."),
+        Group("lxcwatch-page", c.interval, [page(c)],
+              "The page, alone in its group: no slow rule delays it, and it reads no other rule's output."),
         Group("lxcwatch-group-alerts", c.interval, group_alerts(c)),
         Group("lxcwatch-group-containers", c.slow_interval, [no_running_replica],
               "Reads every grouped host's container partials: once a minute, as they are recorded."),
@@ -507,8 +515,9 @@ TIERS = {
                     "# that read only those partials and must see every member of a group: one Prometheus for all.",
     (HOST,): "Per-host partials and per-host alerts only: load on every Prometheus that scrapes lxcwatch\n"
              "# agents (a shard sees only its own hosts, so no group rule is here).",
-    (GLOBAL,): "Group rules only, reading the per-host partials of every shard: load on the global view\n"
-               "# (a ruler over the store the shards remote-write into).",
+    (GLOBAL,): "Group rules only, reading the per-host partials of every shard (the page: the agents'\n"
+               "# lxcwatch_replica_info and lxcwatch_host_napi_heavy): load on the global view (a ruler over the\n"
+               "# store the shards remote-write into).",
 }
 
 

@@ -235,11 +235,9 @@ def test_installed_role_holds_real_files(installed_role):
         assert not (role / name).is_symlink() and (role / name).read_bytes() == (ROLE / name).read_bytes(), name
 
 
-@pytest.fixture(scope="module")
-def monitoring(tmp_path_factory, installed_role):
-    """Two runs of monitoring.yml with the installed role against this machine, every destination in a temporary
-    directory, where the operator's prometheus.yml and alertmanager.yml are already."""
-    tmp = tmp_path_factory.mktemp("monitoring")
+def run_monitoring(tmp, roles, runs=2, **variables):
+    """Runs of monitoring.yml with the role in `roles` against this machine, every destination under `tmp`, where the
+    operator's prometheus.yml and alertmanager.yml are already: (destinations, [each run's result])."""
     dest = {
         "lxcwatch_prometheus_config_file": tmp / "prometheus" / "prometheus.yml",
         "lxcwatch_prometheus_rules_dir": tmp / "prometheus" / "rules",
@@ -255,16 +253,57 @@ def monitoring(tmp_path_factory, installed_role):
     extra = {k: str(v) for k, v in dest.items()}
     extra["lxcwatch_alertmanager_pager_url"] = "http://127.0.0.1:9/page"
     extra["lxcwatch_alertmanager_ticket_url"] = "http://127.0.0.1:9/ticket"
-    extra["lxcwatch_prometheus_scrape_config_extra"] = {"scheme": "https", "tls_config": {"insecure_skip_verify": True}}
+    extra.update(variables)
     (tmp / "vars.json").write_text(json.dumps(extra))
     # One agent listens on its own port: the target must follow it.
     local = local_inventory(tmp / "local.yml", "lxcwatch:\n  hosts:\n    lxc-web-2.example.internal:\n"
                                                 "      lxcwatch_web_listen_address: '[::]:12250'\n")
     shutil.copy(ANSIBLE / "monitoring.yml", tmp / "monitoring.yml")  # beside no roles/: the installed role serves
     args = ("-i", INVENTORY, "-i", local, "--limit", "localhost", "-e", f"@{tmp / 'vars.json'}", tmp / "monitoring.yml")
-    first = run("ansible-playbook", *args, cwd=tmp, home=tmp / "home", roles=installed_role)
-    second = run("ansible-playbook", *args, cwd=tmp, home=tmp / "home", roles=installed_role)
+    return dest, [run("ansible-playbook", *args, cwd=tmp, home=tmp / "home", roles=roles) for _ in range(runs)]
+
+
+@pytest.fixture(scope="module")
+def monitoring(tmp_path_factory, installed_role):
+    """Two runs of monitoring.yml with the installed role, scraping the agents over TLS."""
+    dest, (first, second) = run_monitoring(
+        tmp_path_factory.mktemp("monitoring"), installed_role,
+        lxcwatch_prometheus_scrape_config_extra={"scheme": "https", "tls_config": {"insecure_skip_verify": True}})
     return dest, first, second
+
+
+@pytest.fixture(scope="module")
+def renamed_job_role(tmp_path_factory, installed_role):
+    """The installed role with the rules `make mixin` generates for a mixin whose selector is job="lxc-hosts"."""
+    tmp = tmp_path_factory.mktemp("renamed")
+    shutil.copytree(installed_role, tmp / "roles")
+    config = yaml.safe_load((ROOT / "deploy" / "mixin" / "config.yml").read_text())
+    (tmp / "config.yml").write_text(yaml.safe_dump({**config, "selector": 'job="lxc-hosts"'}))
+    made = subprocess.run([sys.executable, ROOT / "deploy" / "mixin" / "mixin.py", "--config", tmp / "config.yml",
+                           "--out", tmp / "mixin", "--no-dashboards"], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    shutil.copy(tmp / "mixin" / "lxcwatch.rules.yml", tmp / "roles" / "lxcwatch" / "files" / "lxcwatch.rules.yml")
+    return tmp / "roles"
+
+
+@pytest.mark.slow
+def test_the_scrape_job_is_named_as_the_rules_select_it(tmp_path, renamed_job_role):
+    dest, (result,) = run_monitoring(tmp_path, renamed_job_role, runs=1)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prom = yaml.safe_load(dest["lxcwatch_prometheus_config_file"].read_text())
+    assert [j["job_name"] for j in prom["scrape_configs"]] == ["prometheus", "node", "blackbox", "lxc-hosts"]
+    rules = (dest["lxcwatch_prometheus_rules_dir"] / "lxcwatch.rules.yml").read_text()
+    assert 'job="lxc-hosts"' in rules and 'job="lxcwatch"' not in rules
+
+
+@pytest.mark.slow
+def test_a_scrape_job_name_the_rules_do_not_select_is_refused(tmp_path, renamed_job_role):
+    dest, (result,) = run_monitoring(tmp_path, renamed_job_role, runs=1,
+                                     lxcwatch_prometheus_scrape_config_extra={"job_name": "lxcwatch"})
+    assert result.returncode != 0
+    assert ("names the scrape job lxcwatch, but the rules select job=\"lxc-hosts\": set the selector in "
+            "deploy/mixin/config.yml") in result.stdout, result.stdout
+    assert dest["lxcwatch_prometheus_config_file"].read_text() == (OPERATOR / "prometheus.yml").read_text()
 
 
 @pytest.mark.slow

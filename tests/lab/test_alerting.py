@@ -103,8 +103,10 @@ def test_pair_page_labels_and_severity():
     assert "severity: critical" in text
     # one alert per replica group, whatever the number of NICs: the expression keeps only the group's identity
     assert re.search(r"expr: \|\n\s+count by \(cluster, replica_group\) \(\n"
-                     r"\s+count by \(cluster, replica_group, replica\) \(instance:lxcwatch_host_napi_heavy:member\)\n"
-                     r"\s+\) >= 2\n", text), text
+                     r"\s+count by \(cluster, replica_group, replica\) \(\n"
+                     r"\s+max by \(cluster, job, instance, replica_group, replica\) \(lxcwatch_replica_info\{[^}]*\}\)\n"
+                     r"\s+and on \(cluster, job, instance\) \(lxcwatch_host_napi_heavy\{[^}]*\} == 1\)\n"
+                     r"\s+\)\n\s+\) >= 2\n", text), text
 
 
 def test_groups_are_cluster_and_replica_group():
@@ -226,11 +228,14 @@ def _series_labels(text: str) -> set[str]:
 
 
 def test_global_test_inputs_are_what_the_shards_record():
-    """The global view's promtool inputs are exactly series the shard tests assert their partials to be."""
+    """The global view's promtool inputs are exactly series the shard tests assert their partials to be, or the agent
+    series the shards scrape (the page reads lxcwatch_replica_info and lxcwatch_host_napi_heavy itself)."""
     import yaml
+    shard_tests = yaml.safe_load((SHARDED / "lxcwatch.shards.test.yml").read_text())["tests"]
     shard_outputs = {re.sub(r"\s", "", s["labels"])
-                     for test in yaml.safe_load((SHARDED / "lxcwatch.shards.test.yml").read_text())["tests"]
-                     for e in test.get("promql_expr_test", []) for s in e["exp_samples"]}
+                     for test in shard_tests for e in test.get("promql_expr_test", []) for s in e["exp_samples"]}
+    shard_outputs |= {re.sub(r"\s", "", s["series"]) for test in shard_tests for s in test["input_series"]
+                      if s["series"].startswith(("lxcwatch_replica_info{", "lxcwatch_host_napi_heavy{"))}
     global_inputs = {re.sub(r"\s", "", s["series"])
                      for test in yaml.safe_load((SHARDED / "lxcwatch.global.test.yml").read_text())["tests"]
                      for s in test["input_series"]}
