@@ -162,6 +162,7 @@ class HostLines:
     windows: list[tuple[int, int]]
     target: dict  # the target labels a scrape adds
     exposition: bytes  # what the host answers a scrape after E: its series as at E, without the target labels
+    slow: bytes = b""  # of a global tier's input: the partials the host tier records once a minute, scraped as often
 
 
 def host_lines(host: Host, series: list[tuple[str, dict, float]]) -> HostLines:
@@ -198,6 +199,7 @@ class Agents:
 
     def __init__(self, fleet: list[HostLines], honor_labels: bool = False):
         pages = {f"/metrics/{h.target['instance']}": gzip.compress(h.exposition, 1) for h in fleet}
+        pages |= {f"/slow/{h.target['instance']}": gzip.compress(h.slow, 1) for h in fleet if h.slow}
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # Prometheus keeps one connection per target
@@ -223,11 +225,13 @@ class Agents:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.scrape_config = {"job_name": JOB, "scrape_interval": f"{STEP}s", "honor_labels": honor_labels,
-                              "static_configs": [
+        self.scrape_configs = [{"job_name": job, "scrape_interval": interval, "honor_labels": honor_labels,
+                                "static_configs": [
             {"targets": [f"127.0.0.1:{self.port}"], "labels": {
                 "cluster": h.target["cluster"], "instance": h.target["instance"],
-                "__metrics_path__": f"/metrics/{h.target['instance']}"}} for h in fleet]}
+                "__metrics_path__": f"/{path}/{h.target['instance']}"}} for h in fleet if path == "metrics" or h.slow]}
+            for job, interval, path in ((JOB, f"{STEP}s", "metrics"), (f"{JOB}-slow", "1m", "slow"))
+            if path == "metrics" or any(h.slow for h in fleet)]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -299,12 +303,12 @@ def metrics(url: str) -> dict[tuple[str, str], float]:
 class Server:
     """Debian's Prometheus on the backfilled TSDB with the rule files, scraping the fleet, on a free loopback port."""
 
-    def __init__(self, workdir: Path, tsdb: Path, rule_files: list[Path], scrape_config: dict):
+    def __init__(self, workdir: Path, tsdb: Path, rule_files: list[Path], scrape_configs: list[dict]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
         config.write_text(json.dumps({"global": {"evaluation_interval": f"{STEP}s"},
-                                      "rule_files": [str(p) for p in rule_files], "scrape_configs": [scrape_config]}))
+                                      "rule_files": [str(p) for p in rule_files], "scrape_configs": scrape_configs}))
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115  (lives as long as the process)
         self.proc = subprocess.Popen([
             PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tsdb}", "--storage.tsdb.retention.time=1y",
@@ -411,7 +415,7 @@ def serving(lines: list[HostLines], history: int, recent: int, workdir: Path, ru
     if time.time() < end:
         time.sleep(end - time.time())  # Prometheus rejects rule results older than the newest block
     agents = Agents(lines, honor_labels)
-    server = Server(workdir, tsdb, rule_files, agents.scrape_config)
+    server = Server(workdir, tsdb, rule_files, agents.scrape_configs)
     try:
         yield server, end, samples, took, rss * 1024
     finally:
@@ -468,15 +472,24 @@ def partials(workdir: Path, host_rules: list[Path], series: list[tuple[str, dict
     return out
 
 
-def partial_lines(host: Host, kinds: dict) -> HostLines:
+def partial_lines(host: Host, kinds: dict, slow: set[str]) -> HostLines:
+    """A host's input to the global tier; the partials named in `slow` come once a minute after E, as the host tier
+    records them (remote write sends each recorded sample once)."""
     target = {"cluster": host.cluster, "instance": host.instance, "job": JOB}
-    lines = []
+    lines, scraped = [], {True: [], False: []}
     for name, labels, value in kinds.get(kind(host), []):
         labels = {**labels, **target}
         if "replica_group" in labels:
             labels.update(replica_group=host.group, replica=host.replica)
         lines.append(f"{name}{_labels(labels)} {value:g}")
-    return HostLines([], lines, "", host.heavy, target, "".join(line + "\n" for line in lines).encode())
+        scraped[name in slow].append(lines[-1] + "\n")
+    return HostLines([], lines, "", host.heavy, target, "".join(scraped[False]).encode(), "".join(scraped[True]).encode())
+
+
+def slow_records(rule_files: list[Path]) -> set[str]:
+    """Series recorded by rule groups evaluated less often than every scrape."""
+    return {r["record"] for p in rule_files for g in yaml.safe_load(p.read_text())["groups"]
+            if g.get("interval", f"{STEP}s") != f"{STEP}s" for r in g["rules"] if "record" in r}
 
 
 def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, rule_files: list[Path],
@@ -491,7 +504,8 @@ def run(hosts: int, history: int, recent: int, seconds: float, workdir: Path, ru
     if global_tier_of:
         read = set(re.findall(PARTIALS, "\n".join(p.read_text() for p in rule_files))) | rule_inputs(rule_files)
         kinds = partials(workdir, global_tier_of, series, read)
-        lines = [partial_lines(h, kinds) for h in fleet]
+        slow = slow_records(global_tier_of)
+        lines = [partial_lines(h, kinds, slow) for h in fleet]
         history = recent  # the global tier reads no window
     else:
         lines = [host_lines(h, series) for h in fleet]

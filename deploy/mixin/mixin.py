@@ -229,15 +229,20 @@ def host_slow(c: Config) -> list[Rule]:
 
 
 def container_partials(c: Config) -> list[Rule]:
-    """Per member and container (~100 series per host each): all LxcwatchContainerNoRunningReplica reads."""
-    def member(metric: str, comment: str) -> Rule:
-        return Rule(f"instance_container:lxcwatch_container_{metric}:member", tier=HOST, comment=comment,
-                    expr=(f"max by ({c.host}, container) (lxcwatch_container_{metric}{c.sel()} == 1)\n"
-                          f"* on ({c.host}) group_left ({', '.join(c.member_labels)}) "
-                          "instance:lxcwatch_replica_info:last_known"))
-
-    return [member("running", "Per member and container that runs: 1 (a stopped one has no series)."),
-            member("autostart", "Per member and container that starts with the host (it should run): 1.")]
+    """Per member: the containers that run (~100 series per host), and the exceptions, containers that should run
+    and are stopped (normally none): all LxcwatchContainerNoRunningReplica reads."""
+    h, s = c.host, c.sel
+    join = f"* on ({h}) group_left ({', '.join(c.member_labels)}) instance:lxcwatch_replica_info:last_known"
+    return [
+        Rule("instance_container:lxcwatch_container_running:member", tier=HOST,
+             comment="Per member and container that runs: 1 (a stopped one has no series).",
+             expr=f"max by ({h}, container) (lxcwatch_container_running{s()} == 1)\n{join}"),
+        Rule("instance_container:lxcwatch_container_stopped_autostart:member", tier=HOST, comment=(
+            "Per member and container that starts with the host (lxc.start.auto = 1) and is stopped: 1. Normally\n"
+            "none; a container whose state is unknown is not here."),
+            expr=(f"max by ({h}, container) (\n  (lxcwatch_container_autostart{s()} == 1)\n"
+                  f"  and on ({h}, container) (lxcwatch_container_running{s()} == 0)\n)\n{join}")),
+    ]
 
 
 def count_replicas(c: Config, series: str) -> str:
@@ -364,14 +369,15 @@ def container_alerts(c: Config) -> tuple[Rule, Rule]:
               "Container {{ $labels.container }} on {{ $labels.instance }} has lxc.start.auto = 1 but has been "
               "STOPPED for 5 minutes.", HOST, (CONTAINERS_DASHBOARD, ["cluster", "job", "instance", "container"])),
         alert(c, "LxcwatchContainerNoRunningReplica",
-              f"max by ({g}, container) (instance_container:lxcwatch_container_autostart:member)\n"
+              f"max by ({g}, container) (instance_container:lxcwatch_container_stopped_autostart:member)\n"
               f"unless on ({g}, container)\n  instance_container:lxcwatch_container_running:member",
               "critical", "A container runs on no replica of its group.",
               f"Container {{{{ $labels.container }}}} should run in {where(c)} but no replica that reports it runs it.",
               GLOBAL, (CONTAINERS_DASHBOARD, ["cluster", "replica_group", "container"]),
               comment=(
-                  "Reads the partials and writes only its own series (normally none): a recording per group and\n"
-                  "container wrote 475,000 series per evaluation at 10,000 hosts (docs/fleet.md).")),
+                  "A container that should run on some member and is stopped there (an exception, normally none) and\n"
+                  "that no member runs. Writes only its own series: a recording per group and container wrote\n"
+                  "475,000 series per evaluation at 10,000 hosts (docs/fleet.md).")),
     )
 
 
