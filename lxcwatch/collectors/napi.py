@@ -3,6 +3,7 @@
 from lxcwatch.collectors import Collector
 from lxcwatch.core.family import gauge
 from lxcwatch.kernel import ethtool_coalesce
+from lxcwatch.kernel.napi import SYSCTL_DIR
 
 SYSCTLS = (  # (sysctl, metric, scale, help)
     ("netdev_budget", "net_core_netdev_budget_packets", 1, "net.core.netdev_budget: packets one net_rx_action may process."),
@@ -11,7 +12,7 @@ SYSCTLS = (  # (sysctl, metric, scale, help)
     ("busy_poll", "net_core_busy_poll_seconds", 1e-6, "net.core.busy_poll: busy polling time for poll/select (0: off)."),
     ("busy_read", "net_core_busy_read_seconds", 1e-6, "net.core.busy_read: busy polling time for socket reads (0: off)."),
 )
-SYSCTL_FILES = tuple(f"sys/net/core/{sysctl}" for sysctl, *_ in SYSCTLS)
+SYSCTL_FILES = tuple(f"{SYSCTL_DIR}/{sysctl}" for sysctl, *_ in SYSCTLS)
 
 
 def read(s):
