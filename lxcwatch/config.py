@@ -5,7 +5,7 @@ import os
 import re
 import shlex
 
-from lxcwatch.collectors import DeviceFilter, View
+from lxcwatch.collectors import ALL, DeviceFilter, View
 from lxcwatch.collectors.lxc import DETAIL
 from lxcwatch.core.duration import duration
 from lxcwatch.errors import RuntimeFailure, UsageError
@@ -122,8 +122,7 @@ def napi_poll_include(args) -> re.Pattern | None:
 
 
 # The collectors whose device series --collector.NAME.device-include/-exclude choose, and what they export.
-DEVICE_FILTERED = {"netdev": "lxcwatch_link_* counters (/proc/net/dev)",
-                   "links": "lxcwatch_link_info, _up, _promiscuous, _promiscuity and lxcwatch_bridge_ports"}
+DEVICE_FILTERED = {c.name: c.exports_devices for c in ALL.values() if c.exports_devices}
 
 
 def add_view_flags(p) -> None:

@@ -19,6 +19,15 @@ def read(s):
     return s.napi_tuning(tuple(sysctl for sysctl, *_ in SYSCTLS))
 
 
+TUNING = ("threaded", "napi_defer_hard_irqs", "gro_flush_timeout")  # sysfs, per interface
+
+
+def capture(c) -> None:
+    for _, base in c.interfaces():
+        for attr in TUNING:
+            c.sys.file(f"{base}/{attr}", volatile=True)
+
+
 def merge(prev, reading) -> dict:
     """napi: Napi (tuning per NIC, sysctls), or None."""
     return {"napi": reading}
@@ -53,4 +62,4 @@ def render(s, view):
             yield family
 
 
-COLLECTOR = Collector("napi", 60, read, merge, render, files=SYSCTL_FILES + (ethtool_coalesce.SOURCE,))
+COLLECTOR = Collector("napi", 60, read, merge, render, files=SYSCTL_FILES + (ethtool_coalesce.SOURCE,), capture=capture)
