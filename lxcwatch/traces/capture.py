@@ -1,5 +1,4 @@
-"""Reads the procfs and sysfs files the agent depends on (docs/contract.md) into a trace Tree: what each
-collector declares (its procfs `files` and its `capture` hook)."""
+"""Reads into a trace Tree what each collector declares it reads: its procfs `files` and its `capture` hook."""
 
 import os
 
