@@ -12,7 +12,8 @@ from lxcwatch.blackbox import options as blackbox_options
 from lxcwatch.collectors import ALL as COLLECTORS
 from lxcwatch.core import classifier
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.export import http_server, metrics, status, web, web_config
+from lxcwatch.export import http_server, metrics, status, web_config
+from lxcwatch.export.listen import parse_address
 from lxcwatch.sampler import Sampler
 from lxcwatch.sources import probes
 from lxcwatch.sources.host import Sources
@@ -136,7 +137,7 @@ def agent_settings(argv: list[str]) -> daemon.Settings:
     listen = tuple(args.listen or [f":{DEFAULT_PORT}"])
     for address in listen:
         try:
-            web.parse_address(address)
+            parse_address(address)
         except ValueError as e:
             raise UsageError(str(e)) from None
     if args.probes_file:

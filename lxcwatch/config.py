@@ -5,11 +5,12 @@ import os
 import re
 import shlex
 
-from lxcwatch.collectors import DeviceFilter, View
+from lxcwatch.collectors import ALL, DeviceFilter, View
 from lxcwatch.collectors.lxc import DETAIL
 from lxcwatch.core.duration import duration
 from lxcwatch.errors import RuntimeFailure, UsageError
 from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch.kernel.link import CLASS_NET
 from lxcwatch.sources.root import CONFIG_CAP, read_bytes
 
 PROCFS_MARKERS = (proc_stat.SOURCE, interrupts.SOURCE, softirqs.SOURCE, net_dev.SOURCE, softnet_stat.SOURCE)
@@ -31,7 +32,7 @@ def check_roots(procfs: str, sysfs: str) -> None:
     """Refuse a root that cannot be read at all; a root missing a single file only fails that collector."""
     for flag, root, markers in (
         ("--path.procfs", procfs, PROCFS_MARKERS),
-        ("--path.sysfs", sysfs, (os.path.join("class", "net"),)),
+        ("--path.sysfs", sysfs, (CLASS_NET,)),
     ):
         if not os.path.isdir(root):
             raise RuntimeFailure(f"{flag}={root}: not a directory")
@@ -121,8 +122,7 @@ def napi_poll_include(args) -> re.Pattern | None:
 
 
 # The collectors whose device series --collector.NAME.device-include/-exclude choose, and what they export.
-DEVICE_FILTERED = {"netdev": "lxcwatch_link_* counters (/proc/net/dev)",
-                   "links": "lxcwatch_link_info, _up, _promiscuous, _promiscuity and lxcwatch_bridge_ports"}
+DEVICE_FILTERED = {c.name: c.exports_devices for c in ALL.values() if c.exports_devices}
 
 
 def add_view_flags(p) -> None:

@@ -16,7 +16,7 @@ from lxcwatch.blackbox import options
 from lxcwatch.blackbox import recorder as blackbox
 from lxcwatch.core import classifier
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.export import http_server, metrics, web
+from lxcwatch.export import http_metrics, http_server, listen, metrics, web
 from lxcwatch.export.web_config import Watcher, WebConfig
 from lxcwatch.sampler import Sampler
 from lxcwatch.service import Notifier
@@ -113,7 +113,7 @@ def run(load: Callable[[], Settings]) -> int:
                            settings.probes_interval, settings.napi_poll_include)
     sampler = Sampler(sources, list(settings.collectors), settings.interval, settings.thresholds, settings.deadline)
     # Bind first: a port in use fails fast.
-    sockets = web.systemd_sockets() if settings.systemd_socket else [web.bind(a) for a in settings.listen]
+    sockets = listen.systemd_sockets() if settings.systemd_socket else [listen.bind(a) for a in settings.listen]
     if settings.systemd_socket and settings.flags.get("listen"):  # as node_exporter: the .socket unit says where
         log.warning("--web.listen-address ignored: --web.systemd-socket serves on the sockets systemd passed",
                     extra={"ignored": ",".join(settings.listen)})
@@ -130,10 +130,10 @@ def run(load: Callable[[], Settings]) -> int:
                                 settings.web_limits)
     if watcher:  # connections still to come start with the new settings (a handshake under way takes its cert)
         watcher.on_change.append(lambda config: setattr(server, "tls", config.context))
-    exposition.live = server.families
+    exposition.live = lambda: http_metrics.families(server.counters())
     sampler.on_sample.append(exposition.prepare)  # after the black box: its families are part of the rendering
     server.start()
-    log.info("listening", extra={"addresses": ",".join(map(web.address_of, sockets)),
+    log.info("listening", extra={"addresses": ",".join(map(listen.address_of, sockets)),
                                  "collectors": ",".join(settings.collectors), "procfs": settings.procfs,
                                  "sysfs": settings.sysfs})
     sampler.on_sample.append(notifier.sampled)

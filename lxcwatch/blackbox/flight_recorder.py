@@ -24,6 +24,7 @@ from lxcwatch.blackbox.ring_format import (
 )
 from lxcwatch.core.classifier import Verdict
 from lxcwatch.core.snapshot import Snapshot
+from lxcwatch.sources.root import Root
 
 log = logging.getLogger("lxcwatch.recorder")
 
@@ -36,9 +37,8 @@ def read(path: str) -> Scan:
 def boot_id(procfs: str = "/proc") -> str:
     """This boot's id, "" if unreadable or not a UUID (then no run can be told apart from this boot's)."""
     try:
-        with open(os.path.join(procfs, "sys", "kernel", "random", "boot_id")) as f:
-            return str(uuid.UUID(f.read().strip()))
-    except (OSError, ValueError):
+        return str(uuid.UUID(Root(procfs).attr("sys/kernel/random/boot_id") or ""))
+    except ValueError:
         return ""
 
 

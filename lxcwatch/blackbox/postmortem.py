@@ -3,6 +3,7 @@
 import datetime
 
 from lxcwatch.blackbox import ring_format, ring_survey
+from lxcwatch.core.classifier import mode_name
 
 MAX_LINES = 10  # ranges and gaps listed one per line; the rest are counted
 
@@ -105,15 +106,15 @@ def summary(head: list[str], window: list[dict], start: float, end: float, event
                      f"peak squeezes {squeezes:.1f}/s")
         eps = episodes(window, d)
         if not eps:
-            lines.append("    interrupt-driven throughout")
+            lines.append(f"    {mode_name(False)} throughout")
         for a, b, reason in eps:
-            lines.append(f"    napi_heavy {stamp(a)} .. {stamp(b) if b else 'end of recording'} ({reason})")
+            lines.append(f"    {mode_name(True)} {stamp(a)} .. {stamp(b) if b else 'end of recording'} ({reason})")
     host = [(s["t"], s["h"]) for s in window]
     lines.append("")
     lines.append("host")
     changes = [(t, h) for i, (t, h) in enumerate(host) if i == 0 or h[0] != host[i - 1][1][0]]
     for t, h in changes:
-        lines.append(f"  {stamp(t)} {'napi_heavy (' + h[1] + ')' if h[0] else 'interrupt-driven'}")
+        lines.append(f"  {stamp(t)} {mode_name(h[0])}{f' ({h[1]})' if h[0] else ''}")
     lines.append("")
     lines.append("containers")
     seen: dict[str, str] = {}

@@ -10,8 +10,10 @@ from lxcwatch.blackbox.flight_recorder import SAMPLE
 from lxcwatch.blackbox.options import DEFAULT_RING
 from lxcwatch.blackbox.postmortem import choose, damage_lines, run_line, stamp, summary, window_of
 from lxcwatch.blackbox.timeline import timeline
-from lxcwatch.errors import RuntimeFailure, UsageError
+from lxcwatch.errors import ParseError, RuntimeFailure, UsageError
 from lxcwatch.kernel import kmsg
+from lxcwatch.kernel import locks as kernel_locks
+from lxcwatch.sources.root import PROC_CAP, read_text
 
 
 def add_arguments(p) -> None:
@@ -51,22 +53,15 @@ def kernel_events(boot: str, journal: str | None) -> list[tuple[float, str, str,
         return []
 
 
-def lock_holders(path: str, locks: str = "/proc/locks") -> set[int] | None:
-    """Pids holding a flock on the file (the agent holds its ring's for its whole run), None if /proc/locks is unreadable.
-    /proc/locks prints "1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF", MAJ and MIN in hex (fs/locks.c)."""
+def lock_holders(path: str, locks: str = f"/proc/{kernel_locks.SOURCE}") -> set[int] | None:
+    """Pids holding a flock on the file (the agent holds its ring's for its whole run), None if /proc/locks is
+    unreadable."""
     try:
         st = os.stat(path)
-        with open(locks) as f:
-            lines = f.read().splitlines()
-    except OSError:
+        held = kernel_locks.parse(read_text(locks, PROC_CAP))
+    except (OSError, ParseError):
         return None
-    me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    holders = set()
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == me:  # "->" lines (waiters) have FLOCK later
-            holders.add(int(fields[4]))
-    return holders
+    return kernel_locks.flock_holders(held, (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
 
 
 def read(path: str) -> flight_recorder.Scan:

@@ -1,6 +1,7 @@
 """The collectors, one module each: what it reads, what it adds to the snapshot and how it renders.
 
-A module here defines COLLECTOR; ALL finds them (a new module is a new collector, nothing else to edit).
+A module here defines COLLECTOR; ALL finds them (a new module is a new collector, nothing else to edit): the
+flags, the sampler, the snapshot, the exposition and `lxcwatch record` take it from there.
 `read` goes through the host's handles (lxcwatch/sources/host.py); `merge` and `render` are pure."""
 
 import importlib
@@ -51,7 +52,11 @@ class Collector:
     # Counters carry their totals across a failure, so they stay monotonic.
     merge: Callable[[Snapshot | None, object], dict]
     render: Callable[[Snapshot, View], Iterable[Family]]
-    files: tuple[str, ...] = ()  # procfs files it reads, relative to --path.procfs: what a trace records
+    files: tuple[str, ...] = ()  # procfs files it reads, relative to --path.procfs: a trace re-reads them every sample
+    # What else it reads (sysfs, /proc/PID), copied into a trace by `lxcwatch record`: called with a
+    # traces.capture.Capture at each full capture; what it marks volatile is re-read every sample in between.
+    capture: Callable[[object], None] | None = None
+    exports_devices: str = ""  # the series --collector.NAME.device-include/-exclude choose; "": no such flags
 
 
 def _discover() -> dict[str, Collector]:

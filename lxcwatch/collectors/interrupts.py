@@ -1,5 +1,6 @@
 """interrupts: the hard interrupts of each NIC's vectors, /proc/interrupts rows matched to the NICs' IRQs."""
 
+import posixpath
 from dataclasses import dataclass
 
 from lxcwatch.collectors import Collector
@@ -39,6 +40,30 @@ def _assign_cached(s, nics, parsed) -> tuple:
     return s.assigned[1]
 
 
+def capture(c) -> None:
+    """What NicDirectory (lxcwatch/sources/nics.py) reads of each NIC's bus device: IRQs (msi_irqs/, irq) and
+    driver (its link, the driver's back link, the module's version); for virtio_net, of the PCI parent too."""
+    for _, base in c.interfaces():
+        device = c.device(base)
+        if device is None:
+            continue
+        _capture_device(c.sys, device)
+        if posixpath.basename(device).startswith("virtio"):
+            _capture_device(c.sys, posixpath.dirname(device))
+
+
+def _capture_device(sysfs, device: str) -> None:
+    sysfs.file(f"{device}/irq")
+    for irq in sysfs.listdir(f"{device}/msi_irqs"):
+        sysfs.file(f"{device}/msi_irqs/{irq}")
+    driver = sysfs.link(f"{device}/driver")
+    if driver is None:
+        return
+    sysfs.link(f"{driver}/{posixpath.basename(device)}")
+    module = sysfs.link(f"{driver}/module") or f"module/{posixpath.basename(driver).replace('-', '_')}"
+    sysfs.file(f"{module}/version")
+
+
 def merge(prev, reading: Interrupts | None) -> dict:
     """irqs: irq -> total over CPUs, widened from 32 bits per CPU; the raw rows are kept for the next sample."""
     p = prev.fields if prev else {"irqs": EMPTY, "irq_cpus": (), "irq_rows": {}}
@@ -56,4 +81,4 @@ def render(s, view):
     yield family
 
 
-COLLECTOR = Collector("interrupts", 30, read, merge, render, files=(interrupts.SOURCE,))
+COLLECTOR = Collector("interrupts", 30, read, merge, render, files=(interrupts.SOURCE,), capture=capture)

@@ -2,11 +2,26 @@
 
 from lxcwatch.collectors import Collector
 from lxcwatch.core.family import counter
+from lxcwatch.kernel import pid_stat
+from lxcwatch.kernel.kthread import COMM, identify
 from lxcwatch.kernel.proc_stat import USER_HZ
 
 
 def read(s):
     return s.kthreads.read()
+
+
+def capture(c) -> None:
+    """comm and stat of the threads lxcwatch/sources/kthreads.py finds by walking the PIDs; stat re-read every
+    sample while the thread lives."""
+    for pid in c.proc.listdir("."):
+        if not pid.isdigit():
+            continue
+        comm = c.proc.root.attr(pid, COMM)
+        if comm is None:
+            continue
+        if identify(int(pid), comm) and c.proc.file(f"{pid}/{pid_stat.SOURCE}", volatile=True, owner=f"{pid}/{COMM}"):
+            c.proc.file(f"{pid}/{COMM}")
 
 
 def merge(prev, reading) -> dict:
@@ -25,4 +40,4 @@ def render(s, view):
     yield from (ksoftirqd, napi)
 
 
-COLLECTOR = Collector("kthreads", 70, read, merge, render)
+COLLECTOR = Collector("kthreads", 70, read, merge, render, capture=capture)

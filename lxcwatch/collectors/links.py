@@ -8,6 +8,30 @@ def read(s):
     return s.links.read(s.nics.current())
 
 
+IDENTITY = ("ifindex", "iflink", "type", "uevent", "brport/state")
+STATE = ("flags", "operstate", "carrier")  # change while a host runs: re-read every sample (docs/trace-format.md)
+KIND_DIRS = ("bridge", "bonding")  # presence marks the kind; a few small attrs keep them in git
+
+
+def capture(c) -> None:
+    """What a sysfs tree answers for this collector (lxcwatch/sources/sysfs_links.py): each interface's identity,
+    state, kind markers and relation links (master, lower_*, brif/)."""
+    for _, base in c.interfaces():
+        for attr in IDENTITY:
+            c.sys.file(f"{base}/{attr}")
+        for attr in STATE:
+            c.sys.file(f"{base}/{attr}", volatile=True)
+        for sub in KIND_DIRS:
+            for entry in c.sys.listdir(f"{base}/{sub}"):
+                c.sys.file(f"{base}/{sub}/{entry}")
+        c.sys.link(f"{base}/master", volatile=True)
+        for entry in c.sys.listdir(base):
+            if entry.startswith("lower_"):
+                c.sys.link(f"{base}/{entry}")
+        for port in c.sys.listdir(f"{base}/brif"):
+            c.sys.link(f"{base}/brif/{port}")
+
+
 def merge(prev, reading) -> dict:
     """links: name -> Link."""
     return {"links": reading or {}}
@@ -40,4 +64,5 @@ def render(s, view):
     yield from (promiscuous, promiscuity, up, info, bridge_ports)
 
 
-COLLECTOR = Collector("links", 50, read, merge, render)
+COLLECTOR = Collector("links", 50, read, merge, render, capture=capture,
+                      exports_devices="lxcwatch_link_info, _up, _promiscuous, _promiscuity and lxcwatch_bridge_ports")

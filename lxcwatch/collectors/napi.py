@@ -3,6 +3,7 @@
 from lxcwatch.collectors import Collector
 from lxcwatch.core.family import gauge
 from lxcwatch.kernel import ethtool_coalesce
+from lxcwatch.kernel.napi import SYSCTL_DIR
 
 SYSCTLS = (  # (sysctl, metric, scale, help)
     ("netdev_budget", "net_core_netdev_budget_packets", 1, "net.core.netdev_budget: packets one net_rx_action may process."),
@@ -11,11 +12,20 @@ SYSCTLS = (  # (sysctl, metric, scale, help)
     ("busy_poll", "net_core_busy_poll_seconds", 1e-6, "net.core.busy_poll: busy polling time for poll/select (0: off)."),
     ("busy_read", "net_core_busy_read_seconds", 1e-6, "net.core.busy_read: busy polling time for socket reads (0: off)."),
 )
-SYSCTL_FILES = tuple(f"sys/net/core/{sysctl}" for sysctl, *_ in SYSCTLS)
+SYSCTL_FILES = tuple(f"{SYSCTL_DIR}/{sysctl}" for sysctl, *_ in SYSCTLS)
 
 
 def read(s):
     return s.napi_tuning(tuple(sysctl for sysctl, *_ in SYSCTLS))
+
+
+TUNING = ("threaded", "napi_defer_hard_irqs", "gro_flush_timeout")  # sysfs, per interface
+
+
+def capture(c) -> None:
+    for _, base in c.interfaces():
+        for attr in TUNING:
+            c.sys.file(f"{base}/{attr}", volatile=True)
 
 
 def merge(prev, reading) -> dict:
@@ -52,4 +62,4 @@ def render(s, view):
             yield family
 
 
-COLLECTOR = Collector("napi", 60, read, merge, render, files=SYSCTL_FILES + (ethtool_coalesce.SOURCE,))
+COLLECTOR = Collector("napi", 60, read, merge, render, files=SYSCTL_FILES + (ethtool_coalesce.SOURCE,), capture=capture)

@@ -37,4 +37,5 @@ def render(s, view):
         yield family
 
 
-COLLECTOR = Collector("netdev", 40, read, merge, render, files=(net_dev.SOURCE,))
+COLLECTOR = Collector("netdev", 40, read, merge, render, files=(net_dev.SOURCE,),
+                      exports_devices="lxcwatch_link_* counters (/proc/net/dev)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
-from lxcwatch.core.family import Family
+from lxcwatch.export.http_metrics import HttpCounters
 
 log = logging.getLogger("lxcwatch.http")
 
@@ -180,19 +180,9 @@ class Server:
         for t in self._threads:
             t.join(timeout=5)
 
-    def families(self) -> list[Family]:
-        """The server's own figures, read at scrape time."""
-        rejected = Family("lxcwatch_http_connections_rejected", "counter",
-                          "Connections the agent refused or cut off, by reason (docs/security.md).", ("reason",))
-        for reason in REASONS:
-            rejected.add([reason], self.rejected[reason])
-        requests = Family("lxcwatch_http_requests", "counter", "HTTP requests answered, by status code.", ("code",))
-        for code in CODES:
-            requests.add([str(code)], self.codes[code])
-        return [rejected, requests,
-                Family("lxcwatch_http_connections_open", "gauge", "HTTP connections open.", (), [((), len(self._open))]),
-                Family("lxcwatch_http_requests_in_flight", "gauge", "HTTP requests being answered (--web.max-requests).",
-                       (), [((), self.in_flight)])]
+    def counters(self) -> HttpCounters:
+        """The server's own figures now (export/http_metrics.py renders them)."""
+        return HttpCounters(dict(self.rejected), dict(self.codes), len(self._open), self.in_flight)
 
     # The loop's thread
 

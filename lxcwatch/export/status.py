@@ -4,7 +4,6 @@ import json
 from dataclasses import asdict
 
 from lxcwatch.core.classifier import UNKNOWN, Verdict, mode_name
-from lxcwatch.core.rates import cpu_rates, nic_rates
 from lxcwatch.core.snapshot import Snapshot
 
 
@@ -16,17 +15,15 @@ def _mode(evidence: str) -> str:
 def report(prev: Snapshot, cur: Snapshot, verdict: Verdict) -> dict:
     """Rates between two samples, with each NIC's polling evidence, promiscuity and driver, as plain data.
     Two samples are too few for hysteresis: the mode shown is this interval's evidence; "unknown" names the
-    sources that failed."""
+    sources that failed. The rates are the verdict's: `verdict` is the first step over prev and cur."""
     nics = []
-    for device, r in nic_rates(prev, cur).items():
+    for device, v in verdict.nics.items():
         link = cur.links.get(device)
-        v = verdict.nics.get(device)
-        evidence = v.evidence if v else "none"
         nics.append({
-            **asdict(r),
-            "cpus": list(r.cpus),
-            "mode": _mode(evidence),
-            "reason": f"{', '.join(v.missing)} failed" if v and v.missing else evidence,
+            **asdict(v.rates),
+            "cpus": list(v.rates.cpus),
+            "mode": _mode(v.evidence),
+            "reason": f"{', '.join(v.missing)} failed" if v.missing else v.evidence,
             "promiscuous": link.promiscuous if link else None,
             "promiscuity": link.promiscuity if link else None,
             "driver": link.driver.driver if link else "",
@@ -35,7 +32,7 @@ def report(prev: Snapshot, cur: Snapshot, verdict: Verdict) -> dict:
     return {
         "interval_seconds": round(cur.monotonic - prev.monotonic, 3),
         "nics": nics,
-        "cpus": [asdict(c) for c in cpu_rates(prev, cur).values()],
+        "cpus": [asdict(c) for c in verdict.cpus.values()],
         "host": {"mode": _mode(verdict.host_evidence),
                  "reason": f"{', '.join(verdict.host_missing)} failed" if verdict.host_missing else verdict.host_evidence},
         "failed_collectors": {n: r.error for n, r in cur.collectors.items() if not r.success},

@@ -1,23 +1,17 @@
 """What HTTP serves: a landing page at /, the latest snapshot at the telemetry path, 404 elsewhere."""
 
-import errno
-import html
 import logging
-import os
-import socket
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import systemd.daemon
 from prometheus_client.process_collector import ProcessCollector
 
-from lxcwatch.errors import RuntimeFailure
-from lxcwatch.export import exposition, metrics, negotiation
+from lxcwatch.export import exposition, landing, metrics, negotiation
 from lxcwatch.export.basic_auth import BasicAuth
-from lxcwatch.export.http_server import BACKLOG, Request, Response
+from lxcwatch.export.http_server import Request, Response
 from lxcwatch.export.web_config import WebConfig
 
 log = logging.getLogger("lxcwatch.http")
@@ -119,20 +113,6 @@ class Exposition:
         return families
 
 
-LANDING = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>lxcwatch</title></head>
-<body><h1>lxcwatch</h1>
-<p>Receive-path monitor for LXC hosts: hard interrupts against NAPI polling, per NIC.</p>
-<p>Version {version}; replica {replica} of group {group}.</p>
-<p><a href="{path}">Metrics</a></p></body></html>
-"""
-
-
-def landing(agent: metrics.Agent, telemetry_path: str) -> bytes:
-    return LANDING.format(version=html.escape(agent.version), replica=html.escape(agent.replica),
-                          group=html.escape(agent.replica_group or "(none)"), path=html.escape(telemetry_path)).encode()
-
-
 def make_app(exposition: Exposition, telemetry_path: str) -> Callable[[Request], Response]:
     def app(request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
@@ -145,7 +125,7 @@ def make_app(exposition: Exposition, telemetry_path: str) -> Callable[[Request],
                 headers.append(("Content-Encoding", "gzip"))
             return Response(200, headers, body)
         if request.path == "/":
-            return Response(200, [("Content-Type", "text/html; charset=utf-8")], landing(exposition.agent, telemetry_path))
+            return Response(200, [("Content-Type", "text/html; charset=utf-8")], landing.page(exposition.agent, telemetry_path))
         return Response(404, [("Content-Type", "text/plain")], b"not found\n")
 
     return app
@@ -173,57 +153,3 @@ def guard(app: Callable[[Request], Response], web: Callable[[], WebConfig] | Non
         return response
 
     return guarded
-
-
-def systemd_sockets() -> list[socket.socket]:
-    """The listening sockets systemd passed to this process ($LISTEN_PID, $LISTEN_FDS; sd_listen_fds(3))."""
-    fds = systemd.daemon.listen_fds()  # and unsets the variables, which a child must not take for its own
-    if not fds:
-        raise RuntimeFailure("--web.systemd-socket: systemd passed no socket (no $LISTEN_FDS for this process); "
-                             "start lxcwatch.socket, or listen with --web.listen-address")
-    sockets = []
-    for fd in fds:
-        try:
-            s = socket.socket(fileno=fd)
-            listening = s.family in (socket.AF_INET, socket.AF_INET6) and s.type == socket.SOCK_STREAM and \
-                s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-        except OSError:
-            listening = False
-        if not listening:
-            raise RuntimeFailure(f"--web.systemd-socket: descriptor {fd} from systemd is not a listening TCP socket "
-                                 "(want ListenStream=PORT or ADDRESS:PORT in the .socket unit)")
-        sockets.append(s)
-    return sockets
-
-
-def address_of(s: socket.socket) -> str:
-    """Where `s` listens, as --web.listen-address spells it."""
-    host, port = s.getsockname()[:2]
-    return f"[{host}]:{port}" if s.family == socket.AF_INET6 else f"{host}:{port}"
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    """"host:port", ":port" (all addresses) or "[v6]:port"."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid listen address {address!r}: want host:port or :port")
-    return host.strip("[]"), int(port)
-
-
-def bind(address: str) -> socket.socket:
-    """A listening socket; ":port" listens on IPv6 and IPv4 alike, as node_exporter does."""
-    host, port = parse_address(address)
-    try:
-        if host == "":
-            if socket.has_dualstack_ipv6():
-                try:
-                    return socket.create_server(("::", port), family=socket.AF_INET6, backlog=BACKLOG,
-                                                dualstack_ipv6=True)
-                except OSError as e:
-                    if e.errno not in (socket.EAI_FAMILY, errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
-                        raise
-            return socket.create_server(("0.0.0.0", port), backlog=BACKLOG)  # IPv6 is unavailable
-        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                    backlog=BACKLOG)
-    except OSError as e:
-        raise RuntimeFailure(f"listen tcp {address}: {os.strerror(e.errno) if e.errno else e}") from None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from lxcwatch.errors import ParseError
 
+MOUNTINFO = "self/mountinfo"  # this process's mounts, relative to --path.procfs
 V1_CONTROLLERS = frozenset({"cpuset", "cpu", "cpuacct", "blkio", "io", "memory", "devices", "freezer", "net_cls",
                             "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc"})
 V2 = ""  # the key of the cgroup2 hierarchy in /proc/PID/cgroup ("0::/path")
@@ -56,13 +57,13 @@ def parse_mountinfo(text: str) -> tuple[Mount, ...]:
             fstype, options = fields[dash + 1], fields[dash + 3]
             root, point = fields[3], fields[4]
         except (ValueError, IndexError):
-            raise ParseError("self/mountinfo", "expected ID PARENT DEV ROOT POINT OPTIONS ... - TYPE SOURCE OPTIONS",
+            raise ParseError(MOUNTINFO, "expected ID PARENT DEV ROOT POINT OPTIONS ... - TYPE SOURCE OPTIONS",
                              number) from None
         if fstype not in ("cgroup", "cgroup2"):
             continue
         point, root = _unescape(point), _unescape(root)
         if "\0" in point or "\0" in root:  # no path holds one: the file is not the kernel's
-            raise ParseError("self/mountinfo", "NUL byte in a mount path", number)
+            raise ParseError(MOUNTINFO, "NUL byte in a mount path", number)
         if fstype == "cgroup2":
             mounts.append(Mount(point, root, 2, frozenset()))
         else:

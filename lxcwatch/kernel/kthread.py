@@ -3,6 +3,7 @@
 import re
 from dataclasses import dataclass
 
+COMM = "comm"  # a thread's name, relative to /proc/PID
 _KSOFTIRQD = re.compile(r"ksoftirqd/(\d+)")
 _NAPI = re.compile(r"napi/(.+)-(\d+)")
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+CLASS_NET = "class/net"  # the sysfs directory of every network interface, relative to --path.sysfs
 IFF_PROMISC = 0x100  # include/uapi/linux/if.h
 ARPHRD_LOOPBACK = 772  # include/uapi/linux/if_arp.h
 

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from lxcwatch.kernel.ethtool_coalesce import Coalesce
 
+SYSCTL_DIR = "sys/net/core"  # the net.core sysctls, relative to --path.procfs
+
 
 @dataclass(frozen=True, slots=True)
 class NapiTuning:

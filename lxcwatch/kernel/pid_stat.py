@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from lxcwatch.errors import ParseError
 
+SOURCE = "stat"  # relative to /proc/PID
+
 
 @dataclass(frozen=True, slots=True)
 class PidStat:

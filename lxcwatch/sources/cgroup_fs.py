@@ -5,6 +5,7 @@ import os
 from lxcwatch.errors import ParseError
 from lxcwatch.kernel.cgroup import (
     CONTROLLER_FILES,
+    MOUNTINFO,
     CgroupUsage,
     ContainerCgroups,
     Layout,
@@ -26,7 +27,7 @@ class CgroupFs:
 
     def _mounts(self) -> tuple[Mount, ...]:
         try:  # the whole file: read_attr stops at 4 KiB, and a host with many mounts has far more
-            text = self.procfs.read("self", "mountinfo")
+            text = self.procfs.read(MOUNTINFO)
         except OSError:
             text = None
         if text:

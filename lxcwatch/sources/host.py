@@ -5,6 +5,7 @@ import socket
 from dataclasses import dataclass
 
 from lxcwatch.kernel import ethtool_coalesce, napi_poll
+from lxcwatch.kernel.link import CLASS_NET
 from lxcwatch.kernel.napi import Napi
 from lxcwatch.sources import ethtool, napi_tuning
 from lxcwatch.sources.kthreads import KernelThreads
@@ -100,5 +101,5 @@ def napi_poll_devices(nics: NicDirectory, include: re.Pattern | None) -> list[st
     """The physical NICs (what detection judges), and the interfaces --collector.napi_poll.device-include names."""
     devices = set(nics.current())
     if include is not None:
-        devices.update(n for n in nics.sysfs.listdir("class", "net") if include.search(n))
+        devices.update(n for n in nics.sysfs.listdir(CLASS_NET) if include.search(n))
     return sorted(devices)

@@ -3,7 +3,7 @@
 import os
 
 from lxcwatch.kernel import pid_stat
-from lxcwatch.kernel.kthread import KernelThread, identify
+from lxcwatch.kernel.kthread import COMM, KernelThread, identify
 from lxcwatch.sources.root import Root, read_attr
 
 RESCAN_SAMPLES = 60  # threads come and go rarely (CPU hotplug, `threaded` toggled): look again every minute
@@ -21,7 +21,7 @@ class KernelThreads:
         found = []
         for entry in os.listdir(self.procfs.path):
             if entry.isdigit():
-                comm = read_attr(self.procfs.join(entry, "comm"))
+                comm = read_attr(self.procfs.join(entry, COMM))
                 thread = identify(int(entry), comm) if comm else None
                 if thread:
                     found.append(thread)
@@ -34,7 +34,7 @@ class KernelThreads:
             self._threads, self._age = self._scan(), 0
         ticks = {}
         for thread in self._threads:
-            text = read_attr(self.procfs.join(str(thread.pid), "stat"))
+            text = read_attr(self.procfs.join(str(thread.pid), pid_stat.SOURCE))
             if text is None:
                 self._age = RESCAN_SAMPLES
                 continue

@@ -17,8 +17,9 @@ from lxcwatch.core import lxc_config
 from lxcwatch.core.containers import ContainerReading, LxcReading, Veth
 from lxcwatch.core.probe_spec import ProbeSpec
 from lxcwatch.errors import ParseError
-from lxcwatch.kernel import net_dev, pid_stat
+from lxcwatch.kernel import net_dev, pid_stat, proc_stat
 from lxcwatch.kernel.cgroup import CgroupUsage, ContainerCgroups, parse_proc_cgroup
+from lxcwatch.kernel.link import CLASS_NET
 from lxcwatch.kernel.lxc_monitor import (
     MonitorIdentity,
     is_namespace_init,
@@ -27,7 +28,6 @@ from lxcwatch.kernel.lxc_monitor import (
     parse_monitor_cmdline,
     parse_pids,
 )
-from lxcwatch.kernel.proc_stat import USER_HZ
 from lxcwatch.sources import netns
 from lxcwatch.sources.cgroup_fs import CgroupFs
 from lxcwatch.sources.openfiles import OpenFiles
@@ -97,7 +97,7 @@ class LxcHost:
                  probes_file: str | None = None, probes_interval: float = 10.0):
         self.procfs, self.sysfs, self.live = procfs, sysfs, live
         self.lxc_paths = tuple(lxc_paths)
-        self._class_net = sysfs.join("class", "net")
+        self._class_net = sysfs.join(CLASS_NET)
         self._cgroups: CgroupFs | None = None
         self._listing: str | None = None
         self._btime: int | None = None
@@ -302,7 +302,8 @@ class LxcHost:
             elif os.path.exists(path):
                 return  # there, but over the descriptor budget: stay on the slow path
             # else a file this host does not have (pids.current without the pids controller): never read
-        net_fd, stat_fd = self.files.fd(run.proc + "/net/dev"), self.files.fd(run.proc + "/stat")
+        net_fd = self.files.fd(os.path.join(run.proc, net_dev.SOURCE))
+        stat_fd = self.files.fd(os.path.join(run.proc, pid_stat.SOURCE))
         veth_fds = []
         for device, interface, bridge in run.veths:
             base = f"{self._class_net}/{device}"
@@ -322,11 +323,11 @@ class LxcHost:
             try:
                 os.pread(run.stat_fd, 64, 0)
                 # A tree's files are plain files: one removed (a replayed exit) still reads through its descriptor.
-                return self.live or os.path.exists(run.proc + "/stat")
+                return self.live or os.path.exists(os.path.join(run.proc, pid_stat.SOURCE))
             except OSError:  # ESRCH: it exited
                 run.plan = None
                 return False
-        path = run.proc + "/stat"
+        path = os.path.join(run.proc, pid_stat.SOURCE)
         kept = self.files.kept(path)
         text = self.files.read(path)
         if text is None:
@@ -352,8 +353,8 @@ class LxcHost:
             return None
         cgroups = self._cgroups.dirs(parse_proc_cgroup(text, f"{pid}/cgroup"))
         if self._btime is None:
-            self._btime = parse_btime(self.procfs.read("stat"))
-        run = _Run(monitor.pid, pid, stat.starttime, self._btime + stat.starttime / USER_HZ, cgroups,
+            self._btime = parse_btime(self.procfs.read(proc_stat.SOURCE))
+        run = _Run(monitor.pid, pid, stat.starttime, self._btime + stat.starttime / proc_stat.USER_HZ, cgroups,
                    self.procfs.join(str(pid)))
         self._runs[name] = run
         return run
@@ -384,9 +385,9 @@ class LxcHost:
         return None
 
     def _interfaces(self, run: _Run) -> dict[str, net_dev.NetDevCounters]:
-        text = self.files.read(run.proc + "/net/dev")
+        text = self.files.read(os.path.join(run.proc, net_dev.SOURCE))
         if text is None:
-            raise FileNotFoundError(2, "No such file or directory", run.proc + "/net/dev")
+            raise FileNotFoundError(2, "No such file or directory", os.path.join(run.proc, net_dev.SOURCE))
         try:
             return net_dev.parse(text, NO_LO)
         except ParseError as e:  # name the container's file, not the host's net/dev
@@ -425,7 +426,7 @@ class LxcHost:
                            err=_describe(e))
         for name in names:
             if name not in peers:
-                inside = self.procfs.join(str(pid), "root", "sys", "class", "net", name)
+                inside = self.procfs.join(str(pid), "root", "sys", CLASS_NET, name)
                 ifindex, iflink = read_attr(inside + "/ifindex"), read_attr(inside + "/iflink")
                 if ifindex and iflink and ifindex.isdigit() and iflink.isdigit() and ifindex != iflink:
                     peers[name] = (int(ifindex), int(iflink))
@@ -437,7 +438,7 @@ class LxcHost:
                 continue
             inside_index, host_index = peers[name]
             device = self._host_name(host_index)
-            if device is None or self.sysfs.int_attr("class", "net", device, "iflink") not in (inside_index, None):
+            if device is None or self.sysfs.int_attr(CLASS_NET, device, "iflink") not in (inside_index, None):
                 continue  # not a peer of ours after all (a veth whose other end is in a third namespace)
             net = by_pair.get(device) or by_interface.get(name)
             out.append((device, name, net.link if net else ""))
@@ -445,11 +446,11 @@ class LxcHost:
 
     def _host_name(self, ifindex: int) -> str | None:
         name = self._host_names.get(ifindex)
-        if name is not None and self.sysfs.int_attr("class", "net", name, "ifindex") == ifindex:
+        if name is not None and self.sysfs.int_attr(CLASS_NET, name, "ifindex") == ifindex:
             return name
         self._host_names = {}
-        for link in self.sysfs.listdir("class", "net"):
-            index = self.sysfs.int_attr("class", "net", link, "ifindex")
+        for link in self.sysfs.listdir(CLASS_NET):
+            index = self.sysfs.int_attr(CLASS_NET, link, "ifindex")
             if index is not None:
                 self._host_names[index] = link
         return self._host_names.get(ifindex)

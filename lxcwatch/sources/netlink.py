@@ -13,7 +13,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from lxcwatch.kernel.link import Driver, Link
+from lxcwatch.kernel.link import CLASS_NET, Driver, Link
 from lxcwatch.kernel.nic import Nic
 from lxcwatch.sources.ethtool import drvinfo
 from lxcwatch.sources.root import Root
@@ -120,7 +120,7 @@ class NetlinkLinks:
     def _link(self, index: int, a: dict, nics: dict[str, Nic]) -> Link:
         name = a["ifname"]
         # rtnetlink flags carry only user-requested PROMISC; sysfs shows the device's effective flags.
-        flags = self.sysfs.int_attr("class", "net", name, "flags", base=16)
+        flags = self.sysfs.int_attr(CLASS_NET, name, "flags", base=16)
         if flags is None:
             flags = a["flags"] | (0x100 if a.get("promiscuity") else 0)
         kind = a.get("kind")

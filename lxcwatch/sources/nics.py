@@ -2,12 +2,13 @@
 
 import os
 
+from lxcwatch.kernel.link import CLASS_NET
 from lxcwatch.kernel.nic import Nic
 from lxcwatch.sources.root import Root
 
 
 def _bus_device(sysfs: Root, name: str) -> str | None:
-    device = sysfs.realpath("class", "net", name, "device")
+    device = sysfs.realpath(CLASS_NET, name, "device")
     if device is None:
         return None
     # virtio_net hangs off a virtio bus device (".../0000:00:03.0/virtio2"); the IRQs live on its PCI parent.
@@ -32,7 +33,7 @@ def find(sysfs: Root, names: list[str]) -> dict[str, Nic]:
         if path is None:
             continue
         device = Root(path)
-        driver = sysfs.link_name("class", "net", name, "device", "driver") or device.link_name("driver") or ""
+        driver = sysfs.link_name(CLASS_NET, name, "device", "driver") or device.link_name("driver") or ""
         nics[name] = Nic(name, os.path.basename(path), driver, _irqs(device))
     return nics
 
@@ -47,7 +48,7 @@ class NicDirectory:
         self.nics: dict[str, Nic] = {}
 
     def current(self, force: bool = False) -> dict[str, Nic]:
-        names = tuple(sorted(self.sysfs.listdir("class", "net")))
+        names = tuple(sorted(self.sysfs.listdir(CLASS_NET)))
         if force or names != self._names or self._rebound():
             nics = find(self.sysfs, list(names))
             # Collectors call this from their own threads at once: the NICs before the names they are for, so
@@ -59,7 +60,7 @@ class NicDirectory:
 
     def _rebound(self) -> bool:
         for nic in self.nics.values():
-            driver = self.sysfs.link_name("class", "net", nic.name, "device", "driver")
+            driver = self.sysfs.link_name(CLASS_NET, nic.name, "device", "driver")
             if driver is not None and driver != nic.driver:
                 return True
         return False

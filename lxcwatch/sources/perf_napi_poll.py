@@ -11,6 +11,8 @@ import platform
 import resource
 import struct
 
+from lxcwatch.kernel.cpu_list import ONLINE
+from lxcwatch.kernel.cpu_list import parse as online_cpus
 from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
 
 log = logging.getLogger("lxcwatch.napi_poll")
@@ -82,15 +84,6 @@ def tracepoint_id(tracefs: tuple[str, ...] = TRACEFS) -> int:
                       f"`mount -t tracefs nodev {tracefs[0]}`)")
 
 
-def online_cpus(text: str) -> tuple[int, ...]:
-    """A kernel CPU list ("0-3,8,10-11") as CPU numbers."""
-    cpus = []
-    for part in text.strip().split(","):
-        first, _, last = part.partition("-")
-        cpus.extend(range(int(first), int(last or first) + 1))
-    return tuple(cpus)
-
-
 def _open_event(config: int, cpu: int, group_fd: int, read_format: int) -> int:
     nr = _NR_PERF_EVENT_OPEN.get(platform.machine())
     if nr is None:
@@ -147,7 +140,7 @@ class PerfNapiPolls:
     counters only miss the polls between the last read and the re-open. Until counting works, each sample tries
     again and the reason is logged once."""
 
-    def __init__(self, tracefs: tuple[str, ...] = TRACEFS, cpus_path: str = "/sys/devices/system/cpu/online",
+    def __init__(self, tracefs: tuple[str, ...] = TRACEFS, cpus_path: str = f"/sys/{ONLINE}",
                  warn: bool = True):
         self.tracefs = tracefs
         self.warn = warn  # log when counting stops or resumes (the agent); `record` says it its own way

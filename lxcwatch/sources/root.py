@@ -12,6 +12,9 @@ import stat
 import threading
 from dataclasses import dataclass
 
+from lxcwatch.kernel import interrupts, net_dev
+from lxcwatch.kernel.cgroup import MOUNTINFO
+
 KiB, MiB = 1 << 10, 1 << 20
 # Caps, from the size of each file on the largest hosts Linux runs on (docs/design.md, "Bounded reads").
 # /proc/interrupts: one row per IRQ, 11 bytes per CPU ("%10u "): 5.6 KiB per row at 512 CPUs, so 32 MiB holds
@@ -20,7 +23,7 @@ KiB, MiB = 1 << 10, 1 << 20
 # /proc/self/mountinfo: ~150 bytes per mount: 16 MiB is ~100,000 mounts.
 # Every other procfs file read here (stat, softirqs, softnet_stat: at most ~120 bytes per CPU and row) stays
 # under 1 MiB at NR_CPUS=8192, the kernel's maximum: 4 MiB.
-PROC_CAPS = {"interrupts": 32 * MiB, "net/dev": 16 * MiB, "self/mountinfo": 16 * MiB}
+PROC_CAPS = {interrupts.SOURCE: 32 * MiB, net_dev.SOURCE: 16 * MiB, MOUNTINFO: 16 * MiB}
 PROC_CAP = 4 * MiB
 ATTR_CAP = 4 * KiB  # a sysfs attribute is at most one page (sysfs_emit); a cgroup file here is one line
 CONFIG_CAP = 1 * MiB  # LXC configs, --probes.file, --config.file, --web.config.file: a few KiB in practice

@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass
 
 from lxcwatch.errors import Partial
-from lxcwatch.kernel.link import ARPHRD_LOOPBACK, Driver, Link
+from lxcwatch.kernel.link import ARPHRD_LOOPBACK, CLASS_NET, Driver, Link
 from lxcwatch.kernel.nic import Nic
 from lxcwatch.sources import tree_watch
 from lxcwatch.sources.root import Root, read_attr, read_link_name
@@ -15,17 +15,17 @@ def _kind(sysfs: Root, name: str, entries: list[str], physical: bool) -> str:
         return "bridge"
     if "bonding" in entries:
         return "bond"
-    uevent = sysfs.attr("class", "net", name, "uevent") or ""
+    uevent = sysfs.attr(CLASS_NET, name, "uevent") or ""
     for line in uevent.splitlines():
         if line.startswith("DEVTYPE="):
             return line[len("DEVTYPE="):]
     if physical:
         return "physical"
-    if sysfs.int_attr("class", "net", name, "type") == ARPHRD_LOOPBACK:
+    if sysfs.int_attr(CLASS_NET, name, "type") == ARPHRD_LOOPBACK:
         return "loopback"
     # A veth's iflink is its peer; other stacked devices (macvlan, ipvlan) have lower_* links instead.
-    iflink = sysfs.int_attr("class", "net", name, "iflink")
-    ifindex = sysfs.int_attr("class", "net", name, "ifindex")
+    iflink = sysfs.int_attr(CLASS_NET, name, "iflink")
+    ifindex = sysfs.int_attr(CLASS_NET, name, "ifindex")
     if iflink != ifindex and not any(e.startswith("lower_") for e in entries):
         return "veth"
     return "virtual"
@@ -60,7 +60,7 @@ class SysfsLinks:
     def __init__(self, sysfs: Root):
         self.sysfs = sysfs
         self._identity: dict[str, _Identity] = {}
-        self._watch = tree_watch.open_for(sysfs.join("class", "net"))
+        self._watch = tree_watch.open_for(sysfs.join(CLASS_NET))
         self._watching_net = False
         self._links: dict[str, Link] = {}  # with a watcher: the links as last read, unchanged since
         self._unreadable: dict[str, str] = {}  # with a watcher: links whose flags were unreadable, and the path
@@ -73,7 +73,7 @@ class SysfsLinks:
     def read(self, nics: dict[str, Nic]) -> "dict[str, Link] | Partial":
         """The links; a Partial (the collector then fails, the links still count) if some `flags` is unreadable."""
         changed = self._changed()
-        names = self.sysfs.listdir("class", "net")
+        names = self.sysfs.listdir(CLASS_NET)
         listed = set(names)
         for gone in [n for n in self._identity if n not in listed]:
             self._forget(gone)
@@ -110,7 +110,7 @@ class SysfsLinks:
         if self._watch is None:
             return None
         if not self._watching_net:
-            self._watching_net = self._watch.watch(NET, self.sysfs.join("class", "net"))
+            self._watching_net = self._watch.watch(NET, self.sysfs.join(CLASS_NET))
             self._identity.clear()  # read everything again once watched: nothing was missed meanwhile
             return None
         changes = self._watch.changes()
@@ -130,7 +130,7 @@ class SysfsLinks:
             self._watch.unwatch(("module", name))
 
     def _read_identity(self, name: str, nic: Nic | None) -> _Identity:
-        path = self.sysfs.join("class", "net", name)
+        path = self.sysfs.join(CLASS_NET, name)
         # Watched before reading: a change during the read is then noticed at the next sample. A link whose
         # directory cannot be watched (out of watches) is read every sample: not in self._links.
         if self._watch is not None:
@@ -141,8 +141,8 @@ class SysfsLinks:
                 self._watched_not.discard(name)
             if nic is not None and nic.driver:  # its version file: a module reloaded in the tree
                 self._watch.watch(("module", name), self.sysfs.join("module", nic.driver))
-        entries = self.sysfs.listdir("class", "net", name)
-        ifindex = self.sysfs.int_attr("class", "net", name, "ifindex") or 0
+        entries = self.sysfs.listdir(CLASS_NET, name)
+        ifindex = self.sysfs.int_attr(CLASS_NET, name, "ifindex") or 0
         return _Identity(path, ifindex, _kind(self.sysfs, name, entries, nic is not None), _driver(self.sysfs, nic), nic)
 
     @staticmethod

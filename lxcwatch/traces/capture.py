@@ -1,10 +1,10 @@
-"""Reads the procfs and sysfs files the agent depends on (docs/contract.md) into a trace Tree."""
+"""Reads into a trace Tree what each collector declares it reads: its procfs `files` and its `capture` hook."""
 
 import os
 
 from lxcwatch import collectors
 from lxcwatch.kernel import ethtool_coalesce, napi_poll
-from lxcwatch.kernel.kthread import identify
+from lxcwatch.kernel.link import CLASS_NET
 from lxcwatch.sources.host import live_coalesce, napi_poll_devices
 from lxcwatch.sources.kthreads import RESCAN_SAMPLES
 from lxcwatch.sources.nics import NicDirectory
@@ -15,23 +15,23 @@ from lxcwatch.traces.trace import Tree
 # What the collectors read from procfs (their `files`): on a tree, files no kernel has (napi_poll.SOURCE,
 # ethtool_coalesce.SOURCE) are copied; on the live host LiveCounts writes them.
 PROC_FILES = tuple(dict.fromkeys(f for c in collectors.ALL.values() for f in c.files))
-# Attributes that change while a host runs: re-read every sample (docs/trace-format.md); `master` is a link.
-LINK_VOLATILE = ("flags", "operstate", "carrier", "threaded", "napi_defer_hard_irqs", "gro_flush_timeout")
-LINK_ATTRS = ("ifindex", "iflink", "type", "uevent", "brport/state") + LINK_VOLATILE
-LINK_DIRS_WITH_ATTRS = ("bridge", "bonding")  # presence marks the kind; a few small attrs keep them in git
 
 
 class Reader:
-    """Copies paths of one Root (procfs or sysfs) into a Tree, under the trace prefix (proc or sys)."""
+    """Copies paths of one Root (procfs or sysfs) into a Tree, under the trace prefix (proc or sys). `volatile`
+    holds what a volatile capture re-reads: rel -> (a link?, the file it lives and dies with, or None)."""
 
     def __init__(self, root: str, prefix: str, tree: Tree):
         self.root = Root(root)
         self.prefix = prefix
         self.tree = tree
+        self.volatile: dict[str, tuple[bool, str | None]] = {}
 
-    def file(self, rel: str) -> bool:
+    def file(self, rel: str, volatile: bool = False, owner: str | None = None) -> bool:
         """One regular file within its cap (lxcwatch/sources/root.py); unreadable, refused or absent ("not supported")
-        is left out."""
+        is left out. `volatile`: re-read every sample, while `owner` (if any) is in the tree, which goes with it."""
+        if volatile:
+            self.volatile[rel] = (False, owner)
         limit = PROC_CAPS.get(rel, PROC_CAP) if self.prefix == "proc" else ATTR_CAP
         try:
             data = self.root.read_bytes(rel, limit=limit)
@@ -40,8 +40,10 @@ class Reader:
         self.tree.files[f"{self.prefix}/{rel}"] = data.decode("utf-8", "surrogateescape")
         return True
 
-    def link(self, rel: str) -> str | None:
+    def link(self, rel: str, volatile: bool = False) -> str | None:
         """A relative symlink that stays inside the root; returns its target relative to the root."""
+        if volatile:
+            self.volatile[rel] = (True, None)
         target = self.root.readlink(rel)
         if target is None:
             return None
@@ -59,93 +61,63 @@ class Reader:
         return os.path.relpath(os.path.realpath(self.root.join(rel)), os.path.realpath(self.root.path))
 
 
-def capture_proc(proc: Reader) -> None:
+class Capture:
+    """One full capture as a collector's `capture` hook sees it: the procfs and sysfs Readers, and the
+    interfaces with their directories and bus devices resolved once for every hook."""
+
+    def __init__(self, proc: Reader, sys_: Reader):
+        self.proc, self.sys = proc, sys_
+        self._interfaces: list[tuple[str, str]] | None = None
+        self._devices: dict[str, str | None] = {}
+
+    def interfaces(self) -> list[tuple[str, str]]:
+        """(name, its directory relative to sysfs) of every class/net entry, its class/net link recorded."""
+        if self._interfaces is None:
+            self._interfaces = []
+            for name in self.sys.listdir(CLASS_NET):
+                self.sys.link(f"{CLASS_NET}/{name}")  # a symlink in every kernel; should it be a directory, its files are kept
+                self._interfaces.append((name, self.sys.real(f"{CLASS_NET}/{name}")))
+        return self._interfaces
+
+    def device(self, base: str) -> str | None:
+        """The bus device of the interface directory `base` (its `device` link recorded); None when virtual."""
+        if base not in self._devices:
+            self._devices[base] = None if self.sys.link(f"{base}/device") is None else self.sys.real(f"{base}/device")
+        return self._devices[base]
+
+
+def _full(procfs: str, sysfs: str) -> tuple[Tree, Reader, Reader]:
+    tree = Tree()
+    proc, sys_ = Reader(procfs, "proc", tree), Reader(sysfs, "sys", tree)
     for rel in PROC_FILES:
         proc.file(rel)
-
-
-def capture_kthreads(proc: Reader) -> None:
-    """comm and stat of ksoftirqd/N and napi/* threads (lxcwatch.kthreads), found by walking the PIDs."""
-    for pid in proc.listdir("."):
-        if not pid.isdigit():
-            continue
-        comm = proc.root.attr(pid, "comm")
-        if comm is None:
-            continue
-        if identify(int(pid), comm) and proc.file(f"{pid}/stat"):
-            proc.file(f"{pid}/comm")
-
-
-def capture_link(sysfs: Reader, name: str) -> str | None:
-    """One interface: its class/net link, attributes, kind markers and relation links; returns its device dir."""
-    sysfs.link(f"class/net/{name}")  # a symlink in every kernel; should it be a directory, its files are kept
-    base = sysfs.real(f"class/net/{name}")
-    for attr in LINK_ATTRS:
-        sysfs.file(f"{base}/{attr}")
-    for sub in LINK_DIRS_WITH_ATTRS:
-        for entry in sysfs.listdir(f"{base}/{sub}"):
-            sysfs.file(f"{base}/{sub}/{entry}")
-    for entry in sysfs.listdir(base):
-        if entry == "master" or entry.startswith("lower_"):
-            sysfs.link(f"{base}/{entry}")
-    for port in sysfs.listdir(f"{base}/brif"):
-        sysfs.link(f"{base}/brif/{port}")
-    if sysfs.link(f"{base}/device") is None:
-        return None
-    return sysfs.real(f"{base}/device")
-
-
-def capture_device(sysfs: Reader, device: str) -> None:
-    """A bus device: driver link (+ the driver's back link and module version), irq, msi_irqs/."""
-    sysfs.file(f"{device}/irq")
-    for irq in sysfs.listdir(f"{device}/msi_irqs"):
-        sysfs.file(f"{device}/msi_irqs/{irq}")
-    driver = sysfs.link(f"{device}/driver")
-    if driver is None:
-        return
-    sysfs.link(f"{driver}/{os.path.basename(device)}")
-    module = sysfs.link(f"{driver}/module")
-    module = module or f"module/{os.path.basename(driver).replace('-', '_')}"
-    sysfs.file(f"{module}/version")
-
-
-def capture_sys(sysfs: Reader) -> None:
-    for name in sysfs.listdir("class/net"):
-        device = capture_link(sysfs, name)
-        if device is None:
-            continue
-        capture_device(sysfs, device)
-        if os.path.basename(device).startswith("virtio"):  # virtio_net: the PCI function is the parent
-            capture_device(sysfs, os.path.dirname(device))
+    capture = Capture(proc, sys_)
+    capture.interfaces()
+    for c in collectors.ALL.values():
+        if c.capture is not None:
+            c.capture(capture)
+    return tree, proc, sys_
 
 
 def full(procfs: str, sysfs: str) -> Tree:
     """Everything the agent reads: what docs/trace-format.md calls the whole tree."""
-    tree = Tree()
-    proc = Reader(procfs, "proc", tree)
-    capture_proc(proc)
-    capture_kthreads(proc)
-    capture_sys(Reader(sysfs, "sys", tree))
-    return tree
+    return _full(procfs, sysfs)[0]
 
 
-def volatile(procfs: str, sysfs: str, prev: Tree, names: list[str]) -> Tree:
-    """prev with only what changes re-read: procfs files, the state of the interfaces `names`, thread CPU time.
-    Cheap: no walks, no symlinks resolved."""
+def volatile(procfs: str, sysfs: str, prev: Tree, plan: tuple[Reader, Reader]) -> Tree:
+    """prev with only what changes re-read: procfs files and what the last full capture (`plan`, its Readers)
+    marked volatile. Cheap: no walks, no symlinks resolved."""
     tree = Tree(dict(prev.files), dict(prev.links))
     proc, sys_ = Reader(procfs, "proc", tree), Reader(sysfs, "sys", tree)
     for rel in PROC_FILES:
         _refresh(proc, rel)
-    for name in names:
-        target = prev.links.get(f"sys/class/net/{name}")
-        base = os.path.normpath(os.path.join("class/net", target)) if target else f"class/net/{name}"
-        for attr in LINK_VOLATILE:
-            _refresh(sys_, f"{base}/{attr}")
-        _refresh(sys_, f"{base}/master", link=True)
-    for path in prev.files:
-        pid, _, name = path.removeprefix("proc/").partition("/")
-        if name == "comm" and pid.isdigit() and not _refresh(proc, f"{pid}/stat"):
-            del tree.files[path]  # the thread is gone: so is its directory
+    for reader, marked in zip((proc, sys_), plan):
+        for rel, (link, owner) in marked.volatile.items():
+            owned = f"{reader.prefix}/{owner}" if owner else None
+            if owned and owned not in tree.files:
+                continue
+            if not _refresh(reader, rel, link) and owned:
+                del tree.files[owned]  # a process gone: so is its directory
     return tree
 
 
@@ -191,16 +163,18 @@ class Capturer:
         self.sysfs = sysfs
         self.live = live
         self.tree: Tree | None = None
+        self._plan: tuple[Reader, Reader] | None = None
         self._names: list[str] = []
         self._age = 0
 
     def sample(self) -> Tree:
-        names = Reader(self.sysfs, "sys", Tree()).listdir("class/net")
+        names = Reader(self.sysfs, "sys", Tree()).listdir(CLASS_NET)
         self._age += 1
         if self.tree is None or names != self._names or self._age >= RESCAN_SAMPLES:
-            self.tree, self._names, self._age = full(self.procfs, self.sysfs), names, 0
+            self.tree, *plan = _full(self.procfs, self.sysfs)
+            self._plan, self._names, self._age = tuple(plan), names, 0
         else:
-            self.tree = volatile(self.procfs, self.sysfs, self.tree, names)
+            self.tree = volatile(self.procfs, self.sysfs, self.tree, self._plan)
         if self.live is not None:
             self.live.add(self.tree)
         return self.tree

@@ -9,7 +9,7 @@ import time
 
 from lxcwatch import config
 from lxcwatch.errors import RuntimeFailure
-from lxcwatch.sources.root import is_live
+from lxcwatch.sources.root import Root, is_live
 from lxcwatch.traces import trace
 from lxcwatch.traces.capture import Capturer, LiveCounts
 
@@ -24,11 +24,7 @@ def add_arguments(p) -> None:
 
 
 def _kernel_attr(procfs: str, name: str) -> str:
-    try:
-        with open(os.path.join(procfs, "sys", "kernel", name)) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
+    return Root(procfs).attr("sys/kernel", name) or ""
 
 
 def record(writer: trace.Writer, capturer: Capturer, interval: float, count: int,

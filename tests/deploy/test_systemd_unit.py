@@ -55,7 +55,7 @@ def test_security_exposure_is_at_most_2_1():
 
 
 def test_the_monitor_keeps_what_it_needs():
-    """Hardening that would blind the agent: all of /proc (psutil, containers' /proc/PID), the host's links
+    """Hardening that would blind the agent: all of /proc (kernel threads', containers' /proc/PID), the host's links
     (no private network, AF_NETLINK), and the LXC paths readable (not hidden by ProtectSystem/InaccessiblePaths)."""
     text = UNIT.read_text()
     for blinding in ("ProtectProc=invisible", "ProcSubset=pid", "PrivateNetwork=yes", "InaccessiblePaths",

@@ -1,4 +1,4 @@
-"""The napi_poll tree file, the ftrace filters of the counting events, and the kernel's CPU lists (no kernel needed)."""
+"""The napi_poll tree file and the ftrace filters of the counting events (no kernel needed)."""
 
 import re
 import shutil
@@ -11,7 +11,7 @@ from lxcwatch.sources import ethtool
 from lxcwatch.kernel import napi_poll
 from lxcwatch.errors import ParseError
 from lxcwatch.kernel.napi_poll import NapiPolls
-from lxcwatch.sources.perf_napi_poll import filters, online_cpus
+from lxcwatch.sources.perf_napi_poll import filters
 
 
 def test_tree_file_with_and_without_the_large_budget_column():
@@ -45,11 +45,6 @@ def test_names_a_filter_cannot_hold_are_not_counted():
     assert filters('we"ird')[0] == "dev_name == 'we\"ird'"
     for name in ("a\"b'c", "eth*", "eth?", "eth[0]", ""):
         assert filters(name) is None, name
-
-
-def test_cpu_lists():
-    assert online_cpus("0-3,8,10-11\n") == (0, 1, 2, 3, 8, 10, 11)
-    assert online_cpus("0") == (0,)
 
 
 def test_coalesce_request_is_struct_ethtool_coalesce():

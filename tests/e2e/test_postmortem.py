@@ -289,15 +289,19 @@ def test_a_corrupt_middle_and_a_truncated_tail_are_named(tmp_path):
 
 
 def test_the_ring_lock_names_its_holder(tmp_path):
-    import fcntl
-
-    path = tmp_path / "flight.ring"
+    """Against a /proc/locks of ours that names the ring's device and inode (the kernel's: tests/live)."""
+    path, locks = tmp_path / "flight.ring", tmp_path / "locks"
     path.write_bytes(b"")
-    assert os.getpid() not in postmortem_tool.lock_holders(str(path))
-    with open(path, "rb") as f:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert os.getpid() in postmortem_tool.lock_holders(str(path))
-        assert postmortem_tool.lock_holders(str(path), locks=str(tmp_path / "no-locks")) is None
+    st = os.stat(path)
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    locks.write_text(f"1: FLOCK  ADVISORY  WRITE 4242 {where} 0 EOF\n1: -> FLOCK  ADVISORY  WRITE 5151 {where} 0 EOF\n"
+                     f"2: POSIX  ADVISORY  WRITE 3568 {where} 0 EOF\n")
+    assert postmortem_tool.lock_holders(str(path), locks=str(locks)) == {4242}
+    locks.write_text("1: FLOCK  ADVISORY  WRITE 4242 fd:00:1 0 EOF\n")
+    assert postmortem_tool.lock_holders(str(path), locks=str(locks)) == set()
+    locks.write_text("1: FLOCK\n")
+    assert postmortem_tool.lock_holders(str(path), locks=str(locks)) is None  # unreadable: the run may be alive
+    assert postmortem_tool.lock_holders(str(path), locks=str(tmp_path / "no-locks")) is None
 
 
 # Fixed ids: parameters (and so test ids) must be the same in every pytest-xdist worker.

@@ -192,8 +192,3 @@ def test_read_links_gives_the_collector_the_changes(tree):
     assert COLLECTORS["links"].read(Sources)[name].operstate == "up"
     (tree.dir(name) / "operstate").write_text("lowerlayerdown\n")
     assert COLLECTORS["links"].read(Sources)[name].operstate == "lowerlayerdown"
-
-
-def test_a_kernel_sysfs_gets_no_watcher():
-    assert tree_watch.fs_type("/sys") == 0x62656572  # SYSFS_MAGIC
-    assert not tree_watch.watchable("/sys") and tree_watch.open_for("/sys/class/net") is None

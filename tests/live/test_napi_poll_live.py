@@ -21,7 +21,8 @@ from tests.live.test_unprivileged import AS_NOBODY, ROOT, SYSTEM_PYTHON, system_
 from tests.support import netlab
 from lxcwatch.sources import ethtool, nics
 from lxcwatch.sources.root import Root
-from lxcwatch.sources.perf_napi_poll import MAX_WEIGHT, PerfNapiPolls, online_cpus
+from lxcwatch.kernel import cpu_list
+from lxcwatch.sources.perf_napi_poll import MAX_WEIGHT, PerfNapiPolls
 
 pytestmark = [
     pytest.mark.live,
@@ -162,7 +163,7 @@ def open_descriptors() -> int:
 
 def test_descriptors_follow_the_devices_and_totals_survive_a_reopen(flood_lab):
     with open("/sys/devices/system/cpu/online") as f:
-        cpus = len(online_cpus(f.read()))
+        cpus = len(cpu_list.parse(f.read()))
     counter = PerfNapiPolls()
     baseline = open_descriptors()
     try:

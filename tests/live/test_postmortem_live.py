@@ -1,6 +1,7 @@
 """lxcwatch postmortem on the live host: a crash in an earlier boot (a mount namespace over boot_id), and rings on a
 full file system (a 64 KiB tmpfs, tests/live/conftest.py)."""
 
+import fcntl
 import os
 import re
 import time
@@ -10,7 +11,7 @@ import pytest
 
 from tests.support.agent import lxcwatch_binary
 from lxcwatch.blackbox import flight_recorder as fr
-from lxcwatch.blackbox import ring_format
+from lxcwatch.blackbox import postmortem_tool, ring_format
 from lxcwatch.core.classifier import Verdict
 from tests.e2e.test_flight_recorder import snapshot
 from tests.e2e.test_postmortem import (T0, damage_lines, kill_9, parse_stamp, postmortem, recorded, records, report, run_line,
@@ -95,3 +96,13 @@ def test_out_on_a_full_file_system_is_one_line(tiny_tmpfs, tmp_path):
     done = postmortem(f"--recorder.path={ring}", f"--out={tiny_tmpfs / 'pm'}")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "No space left on device" in done.stderr, done.stderr
+
+
+def test_the_kernels_lock_table_names_the_ring_holder(tmp_path):
+    """The real /proc/locks: this process's flock on a ring, and none once released."""
+    path = tmp_path / "flight.ring"
+    path.write_bytes(b"")
+    assert os.getpid() not in postmortem_tool.lock_holders(str(path))
+    with open(path, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert os.getpid() in postmortem_tool.lock_holders(str(path))

@@ -7,10 +7,16 @@ import uuid
 
 import pytest
 
+from lxcwatch.sources import tree_watch
 from lxcwatch.sources.nics import NicDirectory
 from lxcwatch.sources.root import Root
 from lxcwatch.sources.sysfs_links import SysfsLinks
 from tests.support.agent import wait_until
+
+
+def test_a_kernel_sysfs_gets_no_watcher():
+    assert tree_watch.fs_type("/sys") == 0x62656572  # SYSFS_MAGIC
+    assert not tree_watch.watchable("/sys") and tree_watch.open_for("/sys/class/net") is None
 
 
 def test_tree_mode_on_a_kernel_sysfs_sees_every_change_of_a_veth():

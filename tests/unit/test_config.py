@@ -4,7 +4,7 @@ import pytest
 
 from lxcwatch.config import check_roots, deadline, duration
 from lxcwatch.errors import RuntimeFailure, UsageError
-from lxcwatch.export.web import parse_address
+from lxcwatch.export.listen import parse_address
 
 
 @pytest.mark.parametrize("text,seconds", [("1s", 1), ("500ms", 0.5), ("1m30s", 90), ("2h", 7200), ("0.25s", 0.25)])

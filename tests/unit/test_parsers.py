@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lxcwatch.kernel import interrupts, net_dev, proc_stat, softirqs, softnet_stat
+from lxcwatch.kernel import cpu_list, interrupts, locks, net_dev, proc_stat, softirqs, softnet_stat
 from lxcwatch.errors import ParseError
 from lxcwatch.kernel.net_dev import NetDevCounters
 from lxcwatch.kernel.softnet_stat import SoftnetRow
@@ -344,6 +344,43 @@ def test_fixture_tree_consistent(host):
         if path.is_symlink():
             target = Path(os.path.realpath(path))
             assert target.exists() and target.is_relative_to(HOSTS / host), path
+
+
+def test_cpu_lists():
+    assert cpu_list.parse("0-3,8,10-11\n") == (0, 1, 2, 3, 8, 10, 11)
+    assert cpu_list.parse("0") == (0,)
+    with pytest.raises(ParseError, match=r"devices/system/cpu/online: bad CPU range 'x'"):
+        cpu_list.parse("0-3,x")
+
+
+# /proc/locks as fs/locks.c prints it (Documentation/filesystems/proc.rst): a flock, a POSIX record lock, an OFD
+# lock (pid -1), a flock blocked behind the first ("->", one more level deeper), a lock without an inode.
+LOCKS = """1: FLOCK  ADVISORY  WRITE 4242 fd:00:2531448 0 EOF
+1: -> FLOCK  ADVISORY  WRITE 5151 fd:00:2531448 0 EOF
+1:  -> FLOCK  ADVISORY  WRITE 6161 fd:00:2531448 0 EOF
+2: POSIX  ADVISORY  WRITE 3568 fd:00:2531452 0 EOF
+3: OFDLCK ADVISORY  READ  -1 00:06:1028 0 EOF
+4: FLOCK  ADVISORY  READ  0 103:02:77 0 EOF
+5: POSIX  *NOINODE* WRITE 77 <none>:0 0 EOF
+"""
+
+
+def test_proc_locks():
+    held = locks.parse(LOCKS)
+    assert [(lock.kind, lock.pid, lock.file) for lock in held] == [
+        ("FLOCK", 4242, (0xFD, 0, 2531448)), ("POSIX", 3568, (0xFD, 0, 2531452)), ("OFDLCK", -1, (0, 6, 1028)),
+        ("FLOCK", 0, (0x103, 2, 77)), ("POSIX", 77, None)]
+    assert locks.flock_holders(held, (0xFD, 0, 2531448)) == {4242}  # not the blocked 5151 and 6161
+    assert locks.flock_holders(held, (0xFD, 0, 2531452)) == set()  # a POSIX lock is not the ring's flock
+    assert locks.flock_holders(held, (0x103, 2, 77)) == {0}  # a holder in another pid namespace
+    assert locks.parse("") == ()
+
+
+@pytest.mark.parametrize("line", ["1: FLOCK  ADVISORY  WRITE", "1: FLOCK  ADVISORY  WRITE x fd:00:1 0 EOF",
+                                  "1: FLOCK  ADVISORY  WRITE 1 fd:00 0 EOF"])
+def test_proc_locks_malformed(line):
+    with pytest.raises(ParseError, match=r"^locks:1: "):
+        locks.parse(line)
 
 
 # ---------------------------------------------------------------- properties: ParseError or a result, nothing else
