@@ -60,9 +60,9 @@ WHERE = {
     **{("docs/fleet.md", c): "not run: 10-20 min each on a loaded Prometheus (its figures are docs/fleet.md's); "
                              "test_fleet.py::test_every_documented_bench_command_is_accepted parses their arguments"
        for c in ("make bench-fleet", 'make bench-fleet ARGS="--rules /tmp/lxcwatch.rules.before.yml"',
-                 'make bench-fleet ARGS="--hosts 10000 --recent 6m --seconds 330 --rules '
-                 'deploy/prometheus/sharded/lxcwatch.global.rules.yml --global-tier-of '
-                 'deploy/prometheus/sharded/lxcwatch.host.rules.yml"')},
+                 *(f'make bench-fleet ARGS="--hosts {n} --recent 6m --seconds 330 --rules '
+                   'deploy/prometheus/sharded/lxcwatch.global.rules.yml --global-tier-of '
+                   'deploy/prometheus/sharded/lxcwatch.host.rules.yml"' for n in (10000, 1000)))},
     ("docs/metrics.md", ".venv/bin/python bench/cardinality.py --hosts"):
         "test_cardinality.py::test_the_documented_command_prints_the_documented_tables",
     ("docs/performance.md", "make bench"): "test_bench_commands.py::test_make_bench_runs_beside_node_exporter",

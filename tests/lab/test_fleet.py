@@ -47,7 +47,7 @@ def test_every_documented_bench_command_is_accepted():
     from bench import fleet
     docs = (ROOT / "docs" / "fleet.md").read_text()
     runs = re.findall(r'^make bench-fleet(?: ARGS="([^"]*)")?', docs, re.M)
-    assert len(runs) == 4, runs
+    assert len(runs) == 5, runs
     before = re.search(r"^(git show \S+ > (\S+))$", docs, re.M)
     done = subprocess.run(before.group(1), shell=True, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
