@@ -23,11 +23,12 @@ class Snapshot:
     collectors: dict[str, CollectorResult]
     fields: dict[str, object] = field(default_factory=dict)
 
-    def __getattr__(self, name: str):
-        try:
-            return self.__dict__["fields"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __post_init__(self):
+        # As plain attributes: renderers read s.netdev[name] per link, and a __getattr__ per read cost ms per sample.
+        for name, value in self.fields.items():
+            if name in self.__dict__ or hasattr(type(self), name):
+                raise ValueError(f"a collector's field {name!r} shadows Snapshot.{name}")
+            object.__setattr__(self, name, value)
 
     def ok(self, collector: str) -> bool:
         result = self.collectors.get(collector)
