@@ -3,6 +3,7 @@
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxcwatch.errors import ParseError
 
@@ -15,9 +16,9 @@ _TOKEN = re.compile(r"\S+")
 _CPU = re.compile(r"CPU[0-9]+")
 
 
-@dataclass(frozen=True, slots=True)
-class IrqRow:
-    """One numbered IRQ. `counts` is None when the caller did not ask for this IRQ's counts."""
+class IrqRow(NamedTuple):
+    """One numbered IRQ. `counts` is None when the caller did not ask for this IRQ's counts. A NamedTuple, as
+    net_dev.NetDevCounters: one per row per sample."""
 
     irq: str
     counts: tuple[int, ...] | None  # 32-bit per CPU, in header order
