@@ -309,6 +309,7 @@ def within(seconds: float, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.slow  # 10 MB inputs, up to 4 s each: in `make test`, not in the `make check` loop
 @pytest.mark.parametrize(("parse", "sample"), COUNTER_PARSERS)
 def test_counter_parsers_on_huge_input(request, parse, sample):
     for text in huge_inputs((HOSTS / sample).read_text()):
@@ -359,6 +360,7 @@ def test_container_parsers_return_or_raise_parse_error(request, parse, samples, 
             check_container_parse(request.node.callspec.id, text, result)
 
 
+@pytest.mark.slow  # 10 MB inputs, up to 4 s each: in `make test`, not in the `make check` loop
 @pytest.mark.parametrize(("parse", "samples"), CONTAINER_PARSERS)
 def test_container_parsers_on_huge_input(request, parse, samples):
     for text in huge_inputs(samples[0]):
