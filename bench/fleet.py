@@ -225,13 +225,16 @@ class Agents:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.scrape_configs = [{"job_name": job, "scrape_interval": interval, "honor_labels": honor_labels,
-                                "static_configs": [
-            {"targets": [f"127.0.0.1:{self.port}"], "labels": {
-                "cluster": h.target["cluster"], "instance": h.target["instance"],
-                "__metrics_path__": f"/{path}/{h.target['instance']}"}} for h in fleet if path == "metrics" or h.slow]}
-            for job, interval, path in ((JOB, f"{STEP}s", "metrics"), (f"{JOB}-slow", "1m", "slow"))
-            if path == "metrics" or any(h.slow for h in fleet)]
+
+        def job(name: str, interval: str, path: str, hosts: list[HostLines]) -> dict:
+            return {"job_name": name, "scrape_interval": interval, "honor_labels": honor_labels, "static_configs": [
+                {"targets": [f"127.0.0.1:{self.port}"], "labels": {
+                    "cluster": h.target["cluster"], "instance": h.target["instance"],
+                    "__metrics_path__": f"/{path}/{h.target['instance']}"}} for h in hosts]}
+
+        self.scrape_configs = [job(JOB, f"{STEP}s", "metrics", fleet)]
+        if slow := [h for h in fleet if h.slow]:
+            self.scrape_configs.append(job(f"{JOB}-slow", "1m", "slow", slow))
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
