@@ -22,6 +22,8 @@ def revision() -> str:
 class BuildWithRevision(build_py):
     def run(self):
         super().run()
+        if getattr(self, "editable_mode", False):  # `pip install -e`: no package copy to write into (REVISION unknown)
+            return
         target = os.path.join(self.build_lib, "lxcwatch", "_revision.py")
         with open(target, "w") as f:
             f.write(f'"""The commit this wheel was built from (setup.py)."""\n\nREVISION = {revision()!r}\n')
