@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))  # the flood lab of the tests: tests/support/napi_
 from bench import write_docs  # noqa: E402
 from tests.support.napi_flood import FloodLab, Tracefs  # noqa: E402
 
-from lxcwatch.sources.perf_napi_poll import PerfNapiPolls, online_cpus  # noqa: E402
+from lxcwatch.kernel import cpu_list  # noqa: E402
+from lxcwatch.sources.perf_napi_poll import PerfNapiPolls  # noqa: E402
 
 RESULT = REPO / "bench" / "out" / "napi_poll.md"
 DOCS_START, DOCS_END = "<!-- bench:napi_poll:start -->", "<!-- bench:napi_poll:end -->"
@@ -77,7 +78,7 @@ def per_poll(lab: FloodLab, rounds: int, packets: int) -> dict:
 
 
 def per_sample(samples: int, cpus: int) -> dict:
-    here = online_cpus(Path("/sys/devices/system/cpu/online").read_text())
+    here = cpu_list.parse(Path("/sys", cpu_list.ONLINE).read_text())
     spread = [here[i % len(here)] for i in range(cpus)]
     with tempfile.NamedTemporaryFile("w", suffix=".cpus") as f:
         f.write(",".join(map(str, spread)) + "\n")

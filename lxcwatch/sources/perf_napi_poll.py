@@ -11,8 +11,7 @@ import platform
 import resource
 import struct
 
-from lxcwatch.kernel.cpu_list import ONLINE
-from lxcwatch.kernel.cpu_list import parse as online_cpus
+from lxcwatch.kernel import cpu_list
 from lxcwatch.kernel.napi_poll import NapiPollReading, NapiPolls
 
 log = logging.getLogger("lxcwatch.napi_poll")
@@ -140,7 +139,7 @@ class PerfNapiPolls:
     counters only miss the polls between the last read and the re-open. Until counting works, each sample tries
     again and the reason is logged once."""
 
-    def __init__(self, tracefs: tuple[str, ...] = TRACEFS, cpus_path: str = f"/sys/{ONLINE}",
+    def __init__(self, tracefs: tuple[str, ...] = TRACEFS, cpus_path: str = f"/sys/{cpu_list.ONLINE}",
                  warn: bool = True):
         self.tracefs = tracefs
         self.warn = warn  # log when counting stops or resumes (the agent); `record` says it its own way
@@ -155,7 +154,7 @@ class PerfNapiPolls:
     def read(self, devices: list[str]) -> NapiPollReading:
         wanted = tuple(d for d in sorted(set(devices)) if filters(d) is not None)
         with open(self.cpus_path) as f:
-            cpus = online_cpus(f.read())
+            cpus = cpu_list.parse(f.read())
         if (wanted, cpus) != (self.devices, self.cpus) or not self.groups:
             try:
                 self._reopen(wanted, cpus)
