@@ -2,6 +2,7 @@
 
 import ctypes
 import dataclasses
+import gc
 import logging
 import re
 import signal
@@ -118,6 +119,9 @@ def run(load: Callable[[], Settings]) -> int:
         log.warning("--web.listen-address ignored: --web.systemd-socket serves on the sockets systemd passed",
                     extra={"ignored": ",".join(settings.listen)})
     sampler.sample()  # the first scrape already has data; a stuck file delays it by the deadline at most
+    # What start-up made (modules, flags, the first snapshot's tables) lives as long as the agent: out of the
+    # cyclic collector's sight, its full collections no longer walk it every few samples (gc.freeze's docs).
+    gc.freeze()
     box = blackbox.Blackbox(settings.blackbox, settings.agent.version, settings.interval)
     sampler.on_sample.append(box.sampled)  # never raises: a full disk costs records, not samples
     box.sampled(*sampler.current)

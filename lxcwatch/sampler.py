@@ -133,6 +133,8 @@ class Sampler:
         """One sample. `at` = (wall, monotonic) time to stamp it with: a replayed trace's clock, not ours."""
         self._apply_pending()
         wall, mono = at or (time.time(), time.monotonic())
+        if self.sources is not None:  # None: tests whose collectors read nothing
+            self.sources.nics.new_sample()
         reads = self._read_all() if self.deadline is not None else self._read_inline()
         readings, results = {}, {}
         for name, (value, result) in reads.items():

@@ -44,12 +44,13 @@ class Writer:
     writing time (docs/performance.md). Only the last exposition's series are kept, so churn cannot grow it."""
 
     def __init__(self):
-        self._prefixes: dict[str, dict[tuple[str, ...], str]] = {}  # sample name -> label values -> 'name{...} '
+        # sample name -> (label values of each series, their 'name{...} ' text), in the last exposition's order
+        self._prefixes: dict[str, tuple[list[tuple[str, ...]], list[str]]] = {}
 
     def render(self, families: list[Family], openmetrics: bool, end: bool = True) -> bytes:
         """`end`: close an OpenMetrics exposition with "# EOF"; without, more families may follow."""
         out: list[str] = []
-        kept: dict[str, dict[tuple[str, ...], str]] = {}
+        kept: dict[str, tuple[list[tuple[str, ...]], list[str]]] = {}
         for f in families:
             sample_name = f.name + "_total" if f.type == "counter" else f.name
             type_name = f.name if openmetrics else sample_name
@@ -57,19 +58,24 @@ class Writer:
             if not f.labels:
                 out.extend(f"{sample_name} {_number(value)}\n" for _, value in f.samples)
                 continue
-            before = self._prefixes.get(sample_name, {})
-            now = kept.setdefault(sample_name, {})
-            keys = [f'{k}="' for k in f.labels]
-            for values, value in f.samples:
-                prefix = before.get(values)
-                if prefix is None:
-                    prefix = sample_name + "{" + ",".join(k + _escape(v) + '"' for k, v in zip(keys, values)) + "} "
-                now[values] = prefix
-                out.append(prefix + (str(value) if type(value) is int else _number(value)) + "\n")
+            keys = [values for values, _ in f.samples]
+            before = self._prefixes.get(sample_name)
+            if before is None or before[0] != keys:  # series came, went or moved: the rest keep their text
+                known = dict(zip(*before)) if before else {}
+                names = [f'{k}="' for k in f.labels]
+                prefixes = [known.get(values) or _prefix(sample_name, names, values) for values in keys]
+                before = keys, prefixes
+            kept[sample_name] = before
+            out.extend([prefix + (str(value) if type(value) is int else _number(value)) + "\n"
+                        for prefix, (_, value) in zip(before[1], f.samples)])
         self._prefixes = kept
         if openmetrics and end:
             out.append("# EOF\n")
         return "".join(out).encode()
+
+
+def _prefix(sample_name: str, names: list[str], values: tuple[str, ...]) -> str:
+    return sample_name + "{" + ",".join(k + _escape(v) + '"' for k, v in zip(names, values)) + "} "
 
 
 def render(families: list[Family], openmetrics: bool, end: bool = True) -> bytes:

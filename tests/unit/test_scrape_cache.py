@@ -95,7 +95,7 @@ def test_a_writer_renders_what_a_fresh_one_does_after_series_change(openmetrics)
     ]
     for devices, value in steps:
         assert writer.render(families(devices, value), openmetrics) == exposition.render(families(devices, value), openmetrics)
-    kept = {name: sorted(series) for name, series in writer._prefixes.items()}
+    kept = {name: sorted(series) for name, (series, _) in writer._prefixes.items()}
     assert kept == {"lxcwatch_link_up": [("eth0",)], "lxcwatch_link_info": [("eth0", 'we"ird\\kind\n')],
                     "lxcwatch_link_receive_bytes_total": [("eth0",)]}  # the last exposition's series only
 
@@ -109,7 +109,7 @@ def test_a_new_snapshot_is_rendered_ahead_only_where_every_snapshot_is_scraped(a
     exp.render(PROMETHEUS_ACCEPT, gzip=True)  # the second snapshot in a row served
     sampler.sample()
     ahead = exp._cache[exposition.OPENMETRICS]
-    assert ahead.key[0] == 3 and ahead.compressor is not None  # rendered and compressed before any scrape asked
+    assert ahead.key[0] == 3 and ahead.gzip_head  # rendered and compressed before any scrape asked
     parts = exp.render(PROMETHEUS_ACCEPT, gzip=True)[0]
     assert parts[0] is ahead.gzip_head
     assert "lxcwatch_samples_total 3" in gzip.decompress(b"".join(parts)).decode()
