@@ -49,14 +49,13 @@ def render(s, view):
     for link in s.links.values():  # a bridge's ports counted whether or not they are exported
         if link.master:
             ports[link.master] = ports.get(link.master, 0) + 1
-    for link in links:
-        if link.flags is not None:  # unreadable: unknown, and the links collector says so
-            promiscuous.add([link.name], int(link.promiscuous))
-        if link.promiscuity is not None:
-            promiscuity.add([link.name], link.promiscuity)
-        up.add([link.name], int(link.operstate == "up"))
-        d = link.driver
-        info.add([link.name, link.kind, link.master, d.driver, d.version, d.firmware, d.bus_info], 1)
+    # 1000 links on a big host: each family's samples built in one go, not one add() per link
+    promiscuous.samples = [((link.name,), int(link.promiscuous)) for link in links
+                           if link.flags is not None]  # unreadable: unknown, and the links collector says so
+    promiscuity.samples = [((link.name,), link.promiscuity) for link in links if link.promiscuity is not None]
+    up.samples = [((link.name,), int(link.operstate == "up")) for link in links]
+    info.samples = [((link.name, link.kind, link.master, d.driver, d.version, d.firmware, d.bus_info), 1)
+                    for link in links for d in (link.driver,)]
     bridge_ports = gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])
     for link in links:
         if link.kind == "bridge":
