@@ -419,6 +419,9 @@ def context(lx: Result, ne: Result, host: synthetic_host.Host, args: argparse.Na
         f"- Windows: {args.samples} samples of {args.interval:g} s (idle, then scraped once per sample), "
         f"{args.scrapes} back-to-back scrapes for latency; scrapes send Prometheus' Accept and gzip headers on a "
         "kept-alive connection, as Prometheus does.",
+        "- Counters: static, as built." if args.static_counters else
+        f"- Counters move every {args.interval / 2:g} s (bench/synthetic_host.py advance()): one column of each busy "
+        "NIC queue's /proc/interrupts row (its home CPU) and every link's bytes and packets in /proc/net/dev.",
         f"- Load average at the start / end of the run: {args.load_start} / {load_average()} (other work on the "
         "machine shows in the latencies first).",
     ]
@@ -503,6 +506,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lxcwatch", default=shlex.join([sys.executable, "-m", "lxcwatch"]),
                         help="command that starts lxcwatch (default: this Python with -m lxcwatch)")
     parser.add_argument("--node-exporter", default=NODE_EXPORTER, help="node_exporter binary")
+    parser.add_argument("--static-counters", action="store_true",
+                        help="leave the tree's counters as built (before 2026-12-02 evening every run did)")
     parser.add_argument("--tmpdir", help="where to build the tree (default: the system temp dir)")
     parser.add_argument("--write-docs", action="store_true", help="also rewrite the figures in docs/performance.md")
     parser.add_argument("--docs-section", default="figures", metavar="NAME",
@@ -516,6 +521,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.samples, args.scrapes) < 1 or min(args.interval, args.scrape_interval) <= 0:
         parser.error("--samples, --scrapes, --interval and --scrape-interval must be positive")
     return args
+
+
+class Counters:
+    """Moves the tree's counters every `period` seconds while the exporters run (synthetic_host.advance), as a busy
+    host's move: twice per sample interval, so that every sample reads new values. None: static counters."""
+
+    def __init__(self, tree: str, host: synthetic_host.Host, period: float | None):
+        self.tree, self.host, self.period = tree, host, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="counters", daemon=True)
+
+    def _run(self) -> None:
+        tick = 0
+        while not self._stop.wait(self.period):
+            tick += 1
+            synthetic_host.advance(self.tree, self.host, tick)
+
+    def __enter__(self) -> "Counters":
+        if self.period:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def terminate_on_sigterm() -> None:
@@ -533,8 +564,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         host = synthetic_host.build(str(tree), args.cpus, args.nics, args.queues, args.veths, args.containers)
         progress(f"tree built in {time.monotonic() - t0:.1f} s: {tree}")
-        lx = measure_lxcwatch(shlex.split(args.lxcwatch), tree, args, workdir)
-        ne = measure_node_exporter(tree, args, workdir)
+        with Counters(str(tree), host, None if args.static_counters else args.interval / 2):
+            lx = measure_lxcwatch(shlex.split(args.lxcwatch), tree, args, workdir)
+            ne = measure_node_exporter(tree, args, workdir)
     except (RuntimeError, OSError, http.client.HTTPException) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 1

@@ -1,11 +1,12 @@
 """Where a sample's and a scrape's CPU time goes on the bench tree (128 CPUs, 8 NICs x 32 queues, 1013 links):
 each collector, the classifier and snapshot, the metric families, their text and its gzip, timed one by one in this
-process (time.process_time, mean of --rounds); with --cprofile, cProfile's top functions of sample + scrape too.
+process (time.process_time, mean of --rounds), the counters moving before each round as in bench.py; with --cprofile, cProfile's top functions of sample + scrape too.
 
 Usage: .venv/bin/python bench/breakdown.py [--cprofile] [--cpus N --nics N --queues N --veths N --containers N]"""
 
 import argparse
 import cProfile
+import itertools
 import os
 import pstats
 import shutil
@@ -29,11 +30,15 @@ from lxcwatch.sampler import Sampler  # noqa: E402
 from lxcwatch.sources.host import Sources  # noqa: E402
 
 
-def mean_ms(action, rounds: int) -> float:
-    t0 = time.process_time()
+def mean_ms(action, rounds: int, before=lambda: None) -> float:
+    """Mean CPU time of `action`; `before` runs ahead of each round, untimed."""
+    total = 0.0
     for _ in range(rounds):
+        before()
+        t0 = time.process_time()
         action()
-    return (time.process_time() - t0) / rounds * 1000
+        total += time.process_time() - t0
+    return total / rounds * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="lxcwatch-profile-")
     try:
-        synthetic_host.build(root, args.cpus, args.nics, args.queues, args.veths, args.containers)
+        host = synthetic_host.build(root, args.cpus, args.nics, args.queues, args.veths, args.containers)
+        ticks = itertools.count(1)
+        args.move = lambda: synthetic_host.advance(root, host, next(ticks))  # as bench.py's counters move
         sources = Sources.open(os.path.join(root, "proc"), os.path.join(root, "sys"), (os.path.join(root, "var", "lib", "lxc"),))
         try:
             report(sources, args)
@@ -67,14 +74,15 @@ def report(sources: Sources, args: argparse.Namespace) -> None:
     agent = metrics.Agent("bench", "", "a")
     app = http.make_app(http.Exposition(sampler, agent), "/metrics")
     request = Request("GET", "/metrics", {k.lower(): v for k, v in SCRAPE_HEADERS.items()})
-    rows = [("sample (every collector, classifier, snapshot)", mean_ms(sampler.sample, n))]
-    rows += [(f"  collector {name}", mean_ms(lambda: COLLECTORS[name].read(sources), n)) for name in sampler.collectors]
+    move = args.move
+    rows = [("sample (every collector, classifier, snapshot)", mean_ms(sampler.sample, n, move))]
+    rows += [(f"  collector {name}", mean_ms(lambda: COLLECTORS[name].read(sources), n, move)) for name in sampler.collectors]
     prev = sampler.latest
     sampler.sample()
     snap = sampler.latest
     rows.append(("  classifier.step (rates of 128 CPUs and the NICs)",
                  mean_ms(lambda: classifier.step(sampler.verdict, prev, snap, sampler.thresholds), n)))
-    rows.append(("scrape after a new sample (render + gzip)", mean_ms(lambda: (sampler.sample(), app(request)), n) - rows[0][1]))
+    rows.append(("scrape after a new sample (render + gzip)", mean_ms(lambda: (sampler.sample(), app(request)), n, move) - rows[0][1]))
     snap, verdict = sampler.current
     families = metrics.families(snap, agent, 0, verdict)
     writer = exposition.Writer()
@@ -90,11 +98,12 @@ def report(sources: Sources, args: argparse.Namespace) -> None:
         print(f"{value:8.2f}  {name}")
     if args.cprofile:
         profile = cProfile.Profile()
-        profile.enable()
         for _ in range(n):
+            move()
+            profile.enable()
             sampler.sample()
             app(request)
-        profile.disable()
+            profile.disable()
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)
 
 

@@ -179,12 +179,13 @@ def _veth_name(k: int) -> str:
 # ---- procfs text, rendered with the kernel's format strings --------------------------------------------
 
 
-def render_interrupts(host: Host) -> str:
-    """/proc/interrupts: kernel/irq/proc.c show_interrupts() plus x86 arch_show_interrupts()."""
+def render_interrupts(host: Host, tick: int = 0) -> str:
+    """/proc/interrupts: kernel/irq/proc.c show_interrupts() plus x86 arch_show_interrupts(); `tick` moves the
+    counters (see advance())."""
     cpus = range(host.cpus)
     out = [" " * (PREC + 8) + "".join(f"CPU{c:<8d}" for c in cpus)]
     for irq in host.irqs:
-        counts = "".join(f"{_irq_count(irq, c, host.cpus):10d} " for c in cpus)
+        counts = "".join(f"{_irq_count(irq, c, host.cpus, tick):10d} " for c in cpus)
         out.append(f"{irq.number:{PREC}d}: {counts}{irq.chip:>8s} {irq.hwirq:{PREC}d}-{irq.flow:<8s}  {irq.action}")
     for name, text in SPECIAL_ROWS:
         counts = "".join(f"{num(name, c, hi=5_000_000 if name in ('LOC', 'RES', 'CAL') else 50):10d} " for c in cpus)
@@ -196,10 +197,14 @@ def render_interrupts(host: Host) -> str:
     return "\n".join(out) + "\n"
 
 
-def _irq_count(irq: Irq, cpu: int, cpus: int) -> int:
-    """Most of an IRQ's count on its home CPU, some on the CPU irqbalance used before, 0 elsewhere."""
+def _irq_count(irq: Irq, cpu: int, cpus: int, tick: int = 0) -> int:
+    """Most of an IRQ's count on its home CPU, some on the CPU irqbalance used before, 0 elsewhere. A busy queue's
+    home count grows by 1,000-20,000 per tick (a coalesced NIC queue) and wraps at 32 bits, as the kernel's does."""
     if cpu == irq.home:
-        return num(irq.number, "home", lo=10_000_000, hi=4_000_000_000) if irq.busy else num(irq.number, hi=50_000)
+        if irq.busy:
+            start = num(irq.number, "home", lo=10_000_000, hi=4_000_000_000)
+            return (start + tick * num(irq.number, "rate", lo=1_000, hi=20_000)) % 2**32
+        return num(irq.number, hi=50_000)
     if cpu == (irq.home + cpus // 2) % cpus:
         return num(irq.number, "old", hi=100_000)
     return 0
@@ -241,15 +246,16 @@ def render_softnet(host: Host) -> str:
     return "\n".join(rows) + "\n"
 
 
-def render_net_dev(host: Host) -> str:
-    """/proc/net/dev: net/core/net-procfs.c dev_seq_printf_stats()."""
+def render_net_dev(host: Host, tick: int = 0) -> str:
+    """/proc/net/dev: net/core/net-procfs.c dev_seq_printf_stats(); `tick` moves every link's bytes and packets."""
     out = ["Inter-|   Receive                                                |  Transmit",
            " face |bytes    packets errs drop fifo frame compressed multicast|"
            "bytes    packets errs drop fifo colls carrier compressed"]
     fmt = "%6s: %7d %7d %4d %4d %4d %5d %10d %9d %8d %7d %4d %4d %4d %5d %7d %10d"
     for link in host.links:
         scale = 10**12 if link.kind == "physical" else 10**9
-        rx_bytes, tx_bytes = num(link.name, "rxb", hi=scale), num(link.name, "txb", hi=scale)
+        rx_bytes = num(link.name, "rxb", hi=scale) + tick * num(link.name, "rxr", hi=10**7)
+        tx_bytes = num(link.name, "txb", hi=scale) + tick * num(link.name, "txr", hi=10**7)
         rx_pkts, tx_pkts = rx_bytes // 700, tx_bytes // 700
         drops = num(link.name, "drop", hi=1000)
         out.append(fmt % (link.name, rx_bytes, rx_pkts, 0, drops, 0, 0, 0, rx_pkts // 1000,
@@ -282,6 +288,17 @@ def build(dir: str, cpus: int = 128, nics: int = 8, queues: int = 32, veths: int
         for k, link in enumerate([link for link in host.links if link.kind == "veth"][:containers]):
             synthetic_containers.write_container(dir, k, link.master, link.ifindex, link.iflink)
     return host
+
+
+def advance(dir: str, host: Host, tick: int) -> None:
+    """Move the counters of a live host: every busy NIC queue's interrupts on its home CPU (one column of each of
+    those rows changes, as with IRQ affinity) and every link's bytes and packets. Each file is replaced by rename,
+    so that a reader sees the old text or the new."""
+    proc = os.path.join(dir, "proc")
+    for rel, text in (("interrupts", render_interrupts(host, tick)), ("net/dev", render_net_dev(host, tick))):
+        path = os.path.join(proc, rel)
+        _write(path + ".new", text)
+        os.rename(path + ".new", path)
 
 
 def _write(path: str, text: str) -> None:

@@ -21,14 +21,15 @@ def read(s):
     text = s.procfs.read(interrupts.SOURCE)
     nics = s.nics.current()
     wanted = {irq for nic in nics.values() for irq in nic.irqs}
-    parsed = interrupts.parse(text, wanted)
+    parsed = interrupts.parse(text, wanted, s.interrupts)
     if any(irq not in parsed.rows for irq in wanted):  # a driver reloaded: its vectors were renumbered
         nics = s.nics.current(force=True)
         wanted = {irq for nic in nics.values() for irq in nic.irqs}
-        parsed = interrupts.parse(text, wanted)
+        parsed = interrupts.parse(text, wanted, s.interrupts)
     nic_irqs = _assign_cached(s, nics, parsed)
     if any(parsed.rows[i.irq].counts is None for i in nic_irqs):  # some were found by name only
-        parsed = interrupts.parse(text, {i.irq for i in nic_irqs})
+        parsed = interrupts.parse(text, {i.irq for i in nic_irqs}, s.interrupts)
+    s.interrupts = parsed
     return Interrupts(parsed.cpus, nic_irqs, {i.irq: parsed.rows[i.irq].counts for i in nic_irqs})
 
 

@@ -28,6 +28,7 @@ class Sources:
     links: object  # NetlinkLinks on the live host, SysfsLinks on a tree
     kthreads: KernelThreads
     assigned: tuple | None = None  # (key, NicIrqs) of the last IRQ assignment
+    interrupts: object = None  # the last kernel.interrupts reading: the next converts only the counts that changed
     lxc: LxcHost | None = None  # containers of the LXC paths (--path.lxc), probes on their own thread
     napi_polls: object = None  # TreeNapiPolls on a tree; on the live host the tracepoint's counters
     napi_poll_include: re.Pattern | None = None  # --collector.napi_poll.device-include: counted beside the NICs

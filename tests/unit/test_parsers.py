@@ -194,6 +194,45 @@ def test_interrupts_row_formats(line, expected):
     assert [seen(r) for r in parsed.rows.values()] == [expected]
 
 
+def interrupts_text(cpus: list[int], rows: dict[str, list[int]]) -> str:
+    """/proc/interrupts as kernel/irq/proc.c prints it: a column of width 10 per online CPU."""
+    header = "     " + "".join(f"CPU{c:<8d}" for c in cpus) + "\n"
+    return header + "".join(f"{irq:>3s}: " + "".join(f"{n:10d} " for n in counts) + " PCI-MSIX-0000:18:00.0 "
+                            f"{irq}-edge eth0-TxRx-{irq}\n" for irq, counts in rows.items())
+
+
+COUNT = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_interrupts_given_the_last_reading_parses_as_without_it(data):
+    """The counts taken over from `before` for unchanged columns are those a parse from scratch finds."""
+    n = data.draw(st.integers(1, 6))
+    irqs = ["40", "41", "42"]
+    first = {irq: data.draw(st.lists(COUNT, min_size=n, max_size=n)) for irq in irqs}
+    second = {irq: [data.draw(st.sampled_from([c, c + 1, 0, 2**32 - 1])) for c in counts] for irq, counts in first.items()}
+    wanted = set(data.draw(st.lists(st.sampled_from(irqs))))
+    before = interrupts.parse(interrupts_text(list(range(n)), first), wanted=set(data.draw(st.lists(st.sampled_from(irqs)))))
+    text = interrupts_text(list(range(n)), second)
+    assert interrupts.parse(text, wanted, before) == interrupts.parse(text, wanted)
+    for irq in wanted:
+        assert interrupts.parse(text, wanted, before).rows[irq].counts == tuple(second[irq])
+
+
+def test_interrupts_last_reading_of_other_cpus_is_not_used():
+    """CPU 1 went offline: the columns are those of CPUs 0 and 2 now, the old second column was CPU 1's."""
+    before = interrupts.parse(interrupts_text([0, 1, 2], {"40": [5, 7, 9]}))
+    assert interrupts.parse(interrupts_text([0, 2], {"40": [5, 7]}), before=before).rows["40"].counts == (5, 7)
+
+
+def test_interrupts_a_changed_column_is_checked_as_from_scratch():
+    before = interrupts.parse(interrupts_text([0, 1], {"40": [5, 7]}))
+    text = interrupts_text([0, 1], {"40": [5, 7]}).replace("         7", "        -8")
+    with pytest.raises(ParseError, match="IRQ 40: expected 2 per-CPU counts"):
+        interrupts.parse(text, before=before)
+
+
 SPECIAL_ROWS = [
     pytest.param("NMI:          0          0   Non-maskable interrupts\n"
                  "LOC:     245489     350249   Local timer interrupts\n", id="x86-per-cpu"),
