@@ -3,7 +3,7 @@ few sizes (bench/synthetic_host.py), measured in this process the way the agent 
 
 Per size: one sample of every collector (in this thread, no worker threads), then one gzip OpenMetrics scrape of the
 new snapshot through the agent's HTTP app (render, compress), each timed with time.process_time; the median of
---samples rounds after three warm-up rounds. The HTTP server and the sampler's threads are not in these figures:
+--samples rounds after three warm-up rounds, the counters moved before each (synthetic_host.advance, untimed). The HTTP server and the sampler's threads are not in these figures:
 bench/bench.py measures the agent process as a whole."""
 
 import argparse
@@ -46,7 +46,7 @@ SIZES = (
 )
 
 
-def measure(root: str, rounds: int) -> dict:
+def measure(root: str, host: synthetic_host.Host, rounds: int) -> dict:
     sources = Sources.open(os.path.join(root, "proc"), os.path.join(root, "sys"), (os.path.join(root, "var", "lib", "lxc"),))
     try:
         sampler = Sampler(sources, list(COLLECTORS), 1.0)
@@ -54,6 +54,7 @@ def measure(root: str, rounds: int) -> dict:
         request = Request("GET", "/metrics", {k.lower(): v for k, v in SCRAPE_HEADERS.items()})
         samples, scrapes = [], []
         for i in range(rounds + 3):
+            synthetic_host.advance(root, host, i + 1)  # the counters move between samples, as in bench.py
             t0 = time.process_time()
             sampler.sample()
             t1 = time.process_time()
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = tempfile.mkdtemp(prefix="lxcwatch-scaling-", dir=args.tmpdir)
         try:
             host = synthetic_host.build(workdir, cpus, nics, queues, veths, containers)
-            r = measure(workdir, args.samples)
+            r = measure(workdir, host, args.samples)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if r["failed"]:

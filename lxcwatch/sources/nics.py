@@ -1,6 +1,7 @@
 """Which interfaces are physical NICs, their bus device and their IRQs, found by device, not by name."""
 
 import os
+import threading
 
 from lxcwatch.kernel.link import CLASS_NET
 from lxcwatch.kernel.nic import Nic
@@ -50,22 +51,22 @@ class NicDirectory:
         self.nics: dict[str, Nic] = {}
         self._sample = 0  # samples started; 0: no sampler, every call reads again
         self._read_in = -1  # the sample of the last reading
+        self._lock = threading.Lock()  # collectors call at once from their workers: one reads, the others wait
 
     def new_sample(self) -> None:
         self._sample += 1
 
     def current(self, force: bool = False) -> dict[str, Nic]:
-        sample = self._sample
-        if not force and sample and self._read_in == sample:
+        with self._lock:
+            sample = self._sample
+            if not force and sample and self._read_in == sample:
+                return self.nics
+            names = tuple(sorted(self.sysfs.listdir(CLASS_NET)))
+            if force or names != self._names or self._rebound():
+                self.nics = find(self.sysfs, list(names))
+                self._names = names
+            self._read_in = sample
             return self.nics
-        names = tuple(sorted(self.sysfs.listdir(CLASS_NET)))
-        if force or names != self._names or self._rebound():
-            # Collectors call this from their own threads at once: the NICs before the names they are for, so
-            # that no caller takes the new names with the old NICs (links would cache eth0 as "virtual").
-            self.nics = find(self.sysfs, list(names))
-            self._names = names
-        self._read_in = sample
-        return self.nics
 
     def _rebound(self) -> bool:
         for nic in self.nics.values():
