@@ -7,6 +7,7 @@ new snapshot through the agent's HTTP app (render, compress), each timed with ti
 bench/bench.py measures the agent process as a whole."""
 
 import argparse
+import logging
 import datetime
 import os
 import shutil
@@ -73,6 +74,7 @@ def measure(root: str, host: synthetic_host.Host, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("lxcwatch.sampler").setLevel(logging.ERROR)  # the moving counters change NICs' modes: no news here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=20, help="measured rounds per size (default 20)")
     parser.add_argument("--tmpdir", help="where to build the trees (default: the system temp dir)")
