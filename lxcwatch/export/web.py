@@ -1,9 +1,9 @@
 """What HTTP serves: a landing page at /, the latest snapshot at the telemetry path, 404 elsewhere."""
 
 import logging
+import struct
 import threading
 import time
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 

@@ -192,3 +192,21 @@ def test_read_links_gives_the_collector_the_changes(tree):
     assert COLLECTORS["links"].read(Sources)[name].operstate == "up"
     (tree.dir(name) / "operstate").write_text("lowerlayerdown\n")
     assert COLLECTORS["links"].read(Sources)[name].operstate == "lowerlayerdown"
+
+
+def test_one_reading_of_the_nics_serves_a_whole_sample(tree):
+    """The collectors of one sample share the NICs the first of them read; the next sample, or a forced reading
+    (the interrupts collector's, after a driver reload), reads again."""
+    ixgbe = next(link for link in tree.host.links if link.nic and link.nic.driver == "ixgbe")
+    tree.nics.new_sample()
+    first = tree.nics.current()
+    pci = tree.sys / ixgbe.nic.pci_dir
+    (pci / "driver").unlink()
+    os.symlink("../../../../bus/pci/drivers/tg3", pci / "driver")
+    assert tree.nics.current() is first and first[ixgbe.name].driver == "ixgbe"
+    assert tree.nics.current(force=True)[ixgbe.name].driver == "tg3"
+    (pci / "driver").unlink()
+    os.symlink("../../../../bus/pci/drivers/ixgbe", pci / "driver")
+    assert tree.nics.current()[ixgbe.name].driver == "tg3"  # still the same sample
+    tree.nics.new_sample()
+    assert tree.nics.current()[ixgbe.name].driver == "ixgbe"
