@@ -118,7 +118,7 @@ def run(load: Callable[[], Settings]) -> int:
     if settings.systemd_socket and settings.flags.get("listen"):  # as node_exporter: the .socket unit says where
         log.warning("--web.listen-address ignored: --web.systemd-socket serves on the sockets systemd passed",
                     extra={"ignored": ",".join(settings.listen)})
-    sampler.sample()  # the first scrape already has data; a stuck file delays it by the deadline at most
+    sampler.sample()  # the first scrape already has data; a stuck file delays it by twice the deadline at most
     # What start-up made (modules, flags, the first snapshot's tables) lives as long as the agent: out of the
     # cyclic collector's sight, its full collections no longer walk it every few samples (gc.freeze's docs).
     gc.freeze()

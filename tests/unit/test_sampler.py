@@ -2,6 +2,8 @@
 
 import dataclasses
 import logging
+import threading
+import time
 
 import pytest
 
@@ -52,3 +54,51 @@ def test_failures_are_isolated_and_logged_once_per_change(fake_collectors, caplo
         ("collector recovered", "links"),
     ]
     assert s.latest.seq == 6
+
+
+@pytest.fixture
+def timed_collectors(monkeypatch):
+    """links records when it reads and whether netdev ran meanwhile; netdev blocks while `release` is clear."""
+    state = {"links": [], "netdev": [], "overlap": [], "netdev_ran": threading.Event(), "release": threading.Event()}
+    state["release"].set()
+
+    def links(_):
+        state["links"].append(time.monotonic())
+        state["overlap"].append(state["netdev_ran"].wait(0.1))  # set only if netdev read while links did
+        return {}
+
+    def netdev(_):
+        state["netdev"].append(time.monotonic())
+        state["netdev_ran"].set()
+        state["release"].wait()
+        return {}
+
+    fakes = {name: dataclasses.replace(collectors.ALL[name], read=read)
+             for name, read in (("links", links), ("netdev", netdev), ("softnet", lambda _: {}))}
+    monkeypatch.setattr(sampler, "COLLECTORS", fakes)
+    yield state
+    state["release"].set()
+
+
+def test_collectors_read_in_turn(timed_collectors):
+    s = sampler.Sampler(sources=None, collectors=["links", "netdev", "softnet"], interval=1.0, deadline=5.0)
+    s.sample()
+    assert timed_collectors["overlap"] == [False]  # links had returned before netdev started
+    assert len(timed_collectors["netdev"]) == 1
+
+
+def test_a_stuck_read_makes_the_others_read_again_and_restamps_the_sample(timed_collectors):
+    """Readings taken before a read stuck for the deadline are that much older than the rest: rates over one stamp
+    would jump, so the collectors not stuck read again and the sample is stamped after the wait."""
+    deadline = 0.2
+    s = sampler.Sampler(sources=None, collectors=["links", "netdev", "softnet"], interval=1.0, deadline=deadline)
+    timed_collectors["release"].clear()
+    snap = s.sample()
+    stuck_at = timed_collectors["netdev"][0]
+    assert len(timed_collectors["links"]) == 2 and timed_collectors["links"][1] >= stuck_at + deadline
+    assert snap.monotonic >= stuck_at + deadline
+    assert snap.collectors["netdev"].error == "stuck: no answer within 0.2s"
+    assert [snap.ok(n) for n in ("links", "softnet")] == [True, True]
+    snap = s.sample()  # still stuck: skipped at once, no second read of netdev, links read once
+    assert len(timed_collectors["links"]) == 3 and len(timed_collectors["netdev"]) == 1
+    assert not snap.ok("netdev")
