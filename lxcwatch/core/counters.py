@@ -31,10 +31,13 @@ EMPTY = Counter32({}, {})
 
 def advance(prev: Counter32, raw: Mapping[Hashable, int]) -> Counter32:
     """Totals for a new reading. A key first seen starts at its raw value; a key gone is dropped."""
-    total = {}
+    total, before, totals = {}, prev.raw.get, prev.total
     for key, value in raw.items():
-        old = prev.raw.get(key)
-        total[key] = value if old is None else prev.total[key] + delta32(old, value)
+        old = before(key)
+        if old == value:  # most per-CPU counters of a sample: no call
+            total[key] = totals[key]
+        else:
+            total[key] = value if old is None else totals[key] + delta32(old, value)
     return Counter32(raw, total)
 
 

@@ -1,6 +1,8 @@
 """Per-second rates between two snapshots, per NIC and per CPU: what `status` prints and detection reads."""
 
 from dataclasses import dataclass
+from itertools import compress
+from operator import ne
 
 from lxcwatch.core.counters import increase
 from lxcwatch.core.snapshot import Snapshot
@@ -46,9 +48,20 @@ def _per_cpu(s: Snapshot, irqs: list[str]) -> dict[int, int]:
 
 def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, ...]:
     """CPUs whose count of these IRQs moved; if none moved, those that ever handled one (affinity)."""
-    now, before = _per_cpu(cur, irqs), _per_cpu(prev, irqs)
-    moved = [cpu for cpu, n in now.items() if n != before.get(cpu, n)]
-    return tuple(moved or [cpu for cpu, n in now.items() if n])
+    if cur.irq_cpus == prev.irq_cpus:  # the columns of both readings are the same CPUs: compare row by row
+        moved: set[int] = set()
+        for irq in irqs:
+            new, old = cur.irq_rows.get(irq), prev.irq_rows.get(irq, ())
+            if new is not None and new is not old:  # the parser hands back an unchanged row as it was
+                moved.update(compress(cur.irq_cpus, map(ne, new, old or (0,) * len(new))))
+        now = None
+    else:
+        now, before = _per_cpu(cur, irqs), _per_cpu(prev, irqs)
+        moved = {cpu for cpu, n in now.items() if n != before.get(cpu, n)}
+    if moved:
+        return tuple(cpu for cpu in cur.irq_cpus if cpu in moved)
+    now = now if now is not None else _per_cpu(cur, irqs)
+    return tuple(cpu for cpu, n in now.items() if n)
 
 
 def _polls(prev: Snapshot, cur: Snapshot, device: str) -> tuple[int, int] | None:
@@ -103,16 +116,19 @@ def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
     if dt <= 0:
         return {}
     ksoftirqd = ksoftirqd_shares(prev, cur)
+    softnet, softnet_before = cur.softnet.total, prev.softnet.total
+    softirqs, softirqs_before = cur.softirqs.total, prev.softirqs.total
+
+    def rate(new: dict, old: dict, key) -> float:
+        return increase(old[key], new[key]) / dt if key in new and key in old else 0.0
+
     out = {}
     for cpu in sorted(cur.softnet_rows):
-        def rate(key, table="softnet"):
-            return _diff(getattr(cur, table).total, getattr(prev, table).total, key) / dt
-
         now = cur.softirq_ticks.get(cpu, 0)
         ticks = increase(prev.softirq_ticks.get(cpu, now), now)
         out[cpu] = CpuRates(
-            cpu, rate((cpu, "processed")), rate((cpu, "dropped")), rate((cpu, "time_squeeze")),
-            rate(("NET_RX", cpu), "softirqs"), rate(("NET_TX", cpu), "softirqs"), ticks / USER_HZ / dt,
-            ksoftirqd.get(cpu, 0.0),
+            cpu, rate(softnet, softnet_before, (cpu, "processed")), rate(softnet, softnet_before, (cpu, "dropped")),
+            rate(softnet, softnet_before, (cpu, "time_squeeze")), rate(softirqs, softirqs_before, ("NET_RX", cpu)),
+            rate(softirqs, softirqs_before, ("NET_TX", cpu)), ticks / USER_HZ / dt, ksoftirqd.get(cpu, 0.0),
         )
     return out

@@ -190,7 +190,10 @@ class Server:
         next_tick = time.monotonic() + TICK
         while not self._stopping:
             try:
-                events = self._selector.select(max(0.0, next_tick - time.monotonic()))
+                # Nothing that can time out (no connection, no listener paused): sleep until a client or the wake
+                # pipe, instead of ten looks a second on an idle agent.
+                idle = not self._open and all(when == float("inf") for when in self._paused.values())
+                events = self._selector.select(None if idle else max(0.0, next_tick - time.monotonic()))
                 for key, mask in events:
                     if key.data == "listener":
                         self._accept(key.fileobj)
@@ -244,6 +247,7 @@ class Server:
 
     def _accept(self, listener: socket.socket) -> None:
         """`listener` is readable: take the connections waiting in its backlog, and make room for each."""
+        self._max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # prlimit(1) may change it under the agent
         for _ in range(BACKLOG):
             try:
                 sock, address = listener.accept()
@@ -296,7 +300,6 @@ class Server:
         self._paused[listener] = time.monotonic() + 1.0
 
     def _tick(self, now: float) -> None:
-        self._max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]  # prlimit(1) may change it under the agent
         for listener, when in list(self._paused.items()):
             if now >= when and listener.fileno() >= 0:
                 self._paused[listener] = float("inf")  # until accept() says how it went

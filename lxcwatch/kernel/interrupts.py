@@ -3,8 +3,6 @@
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import compress
-from operator import ne
 from typing import NamedTuple
 
 from lxcwatch.errors import ParseError
@@ -25,7 +23,8 @@ class IrqRow(NamedTuple):
     irq: str
     counts: tuple[int, ...] | None  # 32-bit per CPU, in header order
     tail: str  # the text after the counts: chip, hwirq, flow, then the actions
-    columns: tuple[str, ...] = ()  # the counts as printed, where converted: the next parse compares with them
+    printed: str = ""  # the text after the colon, where the counts stand in the kernel's columns: the next parse compares
+    hot: int | None = None  # the column that changed last: an IRQ is delivered to one CPU at a time (its effective affinity)
 
     @property
     def chip(self) -> str:
@@ -52,6 +51,12 @@ class Interrupts:
     rows: dict[str, IrqRow]  # numbered IRQs only; NMI, LOC, ERR... are skipped
 
 
+# kernel/irq/proc.c prints each count as " %10u" (seq_put_decimal_ull_width(p, " ", n, 10); older kernels "%10u "
+# after "N: "): a 32-bit count always fits, so a row's counts stand in columns of 11 characters.
+COLUMN = 11
+_COLUMNS = re.compile(r"(?: [ 0-9]{9}[0-9])*")
+
+
 def parse(text: str, wanted: Collection[str] | None = None, before: Interrupts | None = None) -> Interrupts:
     """Parse /proc/interrupts. Counts are converted only for IRQs in `wanted` (all when None): a 256-CPU host
     prints ~2.8 KB per row, and only the NIC rows matter. `before`: the last reading, whose counts are taken for
@@ -76,36 +81,71 @@ def parse(text: str, wanted: Collection[str] | None = None, before: Interrupts |
             continue
         if not irq.isdigit():
             continue  # NMI, LOC, ERR, MIS...: per-CPU system counters, not device IRQs
+        last = old.get(irq)
+        if (wanted is None or irq in wanted) and last is not None and last.printed:
+            if (row := _update(irq, rest, last, n)) is not None:
+                rows[irq] = row
+                continue
         parts = rest.split(None, n)
         if len(parts) < n:
             raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts, found {len(parts)}", number)
         tail = parts[n] if len(parts) > n else ""
         if wanted is None or irq in wanted:
-            columns = tuple(parts[:n])
             try:
-                rows[irq] = IrqRow(irq, _counts(columns, old.get(irq)), tail, columns)
+                counts = tuple(map(int, parts[:n]))
             except ValueError:
-                raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts", number) from None
+                counts = (-1,)
+            if counts and min(counts) < 0:  # int() takes a sign; the kernel prints unsigned counts
+                raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts", number)
+            rows[irq] = IrqRow(irq, counts, tail, rest if _in_columns(rest, parts, n) else "")
         else:
             rows[irq] = IrqRow(irq, None, tail)
     return Interrupts(cpus, rows)
 
 
-def _counts(columns: tuple[str, ...], old: IrqRow | None) -> tuple[int, ...]:
-    """The per-CPU counts of a row, converting only the columns whose text changed since `old`: an IRQ is delivered
-    to one CPU at a time (its effective affinity), so a busy NIC queue's row on a 128-CPU host changes in one or two
-    columns a second, and most of the time in none."""
-    if old is None or not old.columns:
-        counts = tuple(map(int, columns))
-        if counts and min(counts) < 0:  # int() takes a sign; the kernel prints unsigned counts
-            raise ValueError
-        return counts
-    changed = list(compress(range(len(columns)), map(ne, columns, old.columns)))
-    if not changed:
-        return old.counts
-    counts = list(old.counts)
+def _in_columns(rest: str, parts: list[str], n: int) -> bool:
+    """Each column starts with a space and ends in a digit, and the columns hold the row's first n tokens: one
+    token per column, ending where the column does."""
+    region = rest[:COLUMN * n]
+    return _COLUMNS.fullmatch(region) is not None and region.split() == parts[:n]
+
+
+def _update(irq: str, rest: str, last: IrqRow, n: int) -> IrqRow | None:
+    """The row converting only the columns whose text changed since `last`: a busy NIC queue's row on a 128-CPU
+    host changes in one column a second, and an idle one in none. None when the text is not laid out as last
+    time, or too much changed: then the caller parses the row from scratch."""
+    before = last.printed
+    if rest == before:
+        return last
+    end = COLUMN * n
+    if len(rest) != len(before) or rest[end:] != before[end:]:
+        return None
+    hot = None if last.hot is None else last.hot * COLUMN
+    if hot is not None and rest[:hot] == before[:hot] and rest[hot + COLUMN:end] == before[hot + COLUMN:end]:
+        changed = [last.hot]
+    elif (changed := _changed_columns(rest, before, n)) is None:
+        return None
+    counts = list(last.counts)
     for i in changed:
-        counts[i] = int(columns[i])
-        if counts[i] < 0:
-            raise ValueError
-    return tuple(counts)
+        column = rest[i * COLUMN:(i + 1) * COLUMN]
+        if column[0] != " " or not column[-1].isdecimal() or not column.strip().isdecimal():
+            return None  # not a count in its column: the caller's parse from scratch says what it is
+        counts[i] = int(column)
+    return IrqRow(irq, tuple(counts), last.tail, rest, changed[-1])
+
+
+def _changed_columns(a: str, b: str, n: int, most: int = 8) -> list[int] | None:
+    """The columns in which a and b differ, by halving the range; None past `most` of them."""
+    found, ranges = [], [(0, n)]
+    while ranges:
+        lo, hi = ranges.pop()
+        if a[lo * COLUMN:hi * COLUMN] == b[lo * COLUMN:hi * COLUMN]:
+            continue
+        if hi - lo > 1:
+            mid = (lo + hi) // 2
+            ranges += ((mid, hi), (lo, mid))
+        elif len(found) == most:
+            return None
+        else:
+            found.append(lo)
+    return found
