@@ -21,23 +21,24 @@ def read(s):
     text = s.procfs.read(interrupts.SOURCE)
     nics = s.nics.current()
     wanted = {irq for nic in nics.values() for irq in nic.irqs}
-    parsed = interrupts.parse(text, wanted, s.interrupts)
+    parsed = interrupts.parse(text, wanted, s.interrupts, tails=False)
     if any(irq not in parsed.rows for irq in wanted):  # a driver reloaded: its vectors were renumbered
         nics = s.nics.current(force=True)
         wanted = {irq for nic in nics.values() for irq in nic.irqs}
-        parsed = interrupts.parse(text, wanted, s.interrupts)
-    nic_irqs = _assign_cached(s, nics, parsed)
+        parsed = interrupts.parse(text, wanted, s.interrupts, tails=False)
+    nic_irqs = _assign_cached(s, nics, parsed, text)
     if any(parsed.rows[i.irq].counts is None for i in nic_irqs):  # some were found by name only
-        parsed = interrupts.parse(text, {i.irq for i in nic_irqs}, s.interrupts)
+        parsed = interrupts.parse(text, {i.irq for i in nic_irqs}, s.interrupts, tails=False)
     s.interrupts = parsed
     return Interrupts(parsed.cpus, nic_irqs, {i.irq: parsed.rows[i.irq].counts for i in nic_irqs})
 
 
-def _assign_cached(s, nics, parsed) -> tuple:
-    """assign() again only when the NICs or the text of their IRQ rows changed (a driver reload)."""
+def _assign_cached(s, nics, parsed, text: str) -> tuple:
+    """assign() again only when the NICs or the text of their IRQ rows changed (a driver reload), on every row's
+    tail (the other rows' actions name the vectors of a NIC without msi_irqs)."""
     key = (tuple(nics.values()), tuple(row.tail for row in parsed.rows.values() if row.counts is not None))
     if s.assigned is None or s.assigned[0] != key:
-        s.assigned = (key, assign(nics, parsed))
+        s.assigned = (key, assign(nics, interrupts.parse(text, ())))
     return s.assigned[1]
 
 

@@ -18,7 +18,7 @@ class Softirqs:
 
 
 def read(s):
-    counts = softirqs.parse(s.procfs.read(softirqs.SOURCE))
+    counts = softirqs.parse(s.procfs.read(softirqs.SOURCE), VECTORS)
     ticks = proc_stat.parse_softirq_ticks(s.procfs.read(proc_stat.SOURCE))
     return Softirqs({v: counts[v] for v in VECTORS if v in counts}, ticks)
 

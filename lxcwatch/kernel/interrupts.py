@@ -57,10 +57,11 @@ COLUMN = 11
 _COLUMNS = re.compile(r"(?: [ 0-9]{9}[0-9])*")
 
 
-def parse(text: str, wanted: Collection[str] | None = None, before: Interrupts | None = None) -> Interrupts:
+def parse(text: str, wanted: Collection[str] | None = None, before: Interrupts | None = None,
+          tails: bool = True) -> Interrupts:
     """Parse /proc/interrupts. Counts are converted only for IRQs in `wanted` (all when None): a 256-CPU host
     prints ~2.8 KB per row, and only the NIC rows matter. `before`: the last reading, whose counts are taken for
-    the columns whose text did not change."""
+    the columns whose text did not change. Without `tails`, the other rows' tails are left empty (not split)."""
     lines = text.splitlines()
     if not lines:
         raise ParseError(SOURCE, "empty file")
@@ -81,6 +82,9 @@ def parse(text: str, wanted: Collection[str] | None = None, before: Interrupts |
             continue
         if not irq.isdigit():
             continue  # NMI, LOC, ERR, MIS...: per-CPU system counters, not device IRQs
+        if not tails and wanted is not None and irq not in wanted:
+            rows[irq] = IrqRow(irq, None, "")
+            continue
         last = old.get(irq)
         if (wanted is None or irq in wanted) and last is not None and last.printed:
             if (row := _update(irq, rest, last, n)) is not None:

@@ -1,12 +1,15 @@
 """Parser for /proc/softirqs: softirq counts per vector and per possible CPU."""
 
+from collections.abc import Collection
+
 from lxcwatch.errors import ParseError
 
 SOURCE = "softirqs"
 
 
-def parse(text: str) -> dict[str, dict[int, int]]:
-    """Return {vector: {cpu: count}}. Columns are possible CPUs (unlike /proc/interrupts: online CPUs)."""
+def parse(text: str, wanted: Collection[str] | None = None) -> dict[str, dict[int, int]]:
+    """Return {vector: {cpu: count}}, for the vectors in `wanted` (all when None): ten rows of a column per CPU,
+    and the agent needs two. Columns are possible CPUs (unlike /proc/interrupts: online CPUs)."""
     lines = text.splitlines()
     if not lines or not lines[0].split():
         raise ParseError(SOURCE, "missing CPU header", 1)
@@ -22,6 +25,8 @@ def parse(text: str) -> dict[str, dict[int, int]]:
         if not colon:
             if line.strip():
                 raise ParseError(SOURCE, f"no colon in {line.strip()[:60]!r}", number)
+            continue
+        if wanted is not None and name.strip() not in wanted:
             continue
         counts = rest.split()
         if len(counts) != len(cpus):

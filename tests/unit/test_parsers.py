@@ -307,6 +307,15 @@ def test_softirqs_fixture(host, vectors, cpus, cells):
         assert parsed[vector][cpu] == count
 
 
+@pytest.mark.parametrize(("host", "vectors", "cpus", "cells"), SOFTIRQS_HOSTS)
+def test_softirqs_wanted_vectors_only(host, vectors, cpus, cells):
+    """The agent converts the two rows it exports; the others (a TIMER row the kernel changed) are not read."""
+    text = proc(host, "softirqs").replace("TIMER:", "TIMER: x", 1)
+    parsed = softirqs.parse(text, ("NET_RX", "NET_TX"))
+    assert list(parsed) == ["NET_TX", "NET_RX"]
+    assert parsed == {v: per_cpu for v, per_cpu in softirqs.parse(proc(host, "softirqs")).items() if v in parsed}
+
+
 # ---------------------------------------------------------------- stat
 
 STAT_HOSTS = [
