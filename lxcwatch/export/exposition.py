@@ -41,34 +41,48 @@ def _help(text: str) -> str:
 class Writer:
     """Writes expositions, keeping the label text of each series from one exposition to the next: a big host's
     12k series mostly keep their labels from sample to sample, and escaping and joining them was two thirds of the
-    writing time (docs/performance.md). Only the last exposition's series are kept, so churn cannot grow it."""
+    writing time (docs/performance.md); and the lines of each family whose samples are those of the last exposition.
+    Only the last exposition's series are kept, so churn cannot grow it."""
 
     def __init__(self):
         # sample name -> (label values of each series, their 'name{...} ' text), in the last exposition's order
         self._prefixes: dict[str, tuple[list[tuple[str, ...]], list[str]]] = {}
+        # sample name -> (the last exposition's samples, their lines): a family whose values did not move (most
+        # link counters of a host in a second, its flags and infos) is not written again
+        self._lines: dict[str, tuple[list, str]] = {}
 
     def render(self, families: list[Family], openmetrics: bool, end: bool = True) -> bytes:
         """`end`: close an OpenMetrics exposition with "# EOF"; without, more families may follow."""
         out: list[str] = []
         kept: dict[str, tuple[list[tuple[str, ...]], list[str]]] = {}
+        written: dict[str, tuple[list, str]] = {}
         for f in families:
             sample_name = f.name + "_total" if f.type == "counter" else f.name
             type_name = f.name if openmetrics else sample_name
             out.append(f"# HELP {type_name} {_help(f.help)}\n# TYPE {type_name} {f.type}\n")
-            if not f.labels:
-                out.extend(f"{sample_name} {_number(value)}\n" for _, value in f.samples)
+            last = self._lines.get(sample_name)
+            if last is not None and last[0] == f.samples:
+                written[sample_name] = last
+                out.append(last[1])
+                if sample_name in self._prefixes:
+                    kept[sample_name] = self._prefixes[sample_name]
                 continue
-            keys = [values for values, _ in f.samples]
-            before = self._prefixes.get(sample_name)
-            if before is None or before[0] != keys:  # series came, went or moved: the rest keep their text
-                known = dict(zip(*before)) if before else {}
-                names = [f'{k}="' for k in f.labels]
-                prefixes = [known.get(values) or _prefix(sample_name, names, values) for values in keys]
-                before = keys, prefixes
-            kept[sample_name] = before
-            out.extend([prefix + (str(value) if type(value) is int else _number(value)) + "\n"
-                        for prefix, (_, value) in zip(before[1], f.samples)])
-        self._prefixes = kept
+            if not f.labels:
+                lines = "".join(f"{sample_name} {_number(value)}\n" for _, value in f.samples)
+            else:
+                keys = [values for values, _ in f.samples]
+                before = self._prefixes.get(sample_name)
+                if before is None or before[0] != keys:  # series came, went or moved: the rest keep their text
+                    known = dict(zip(*before)) if before else {}
+                    names = [f'{k}="' for k in f.labels]
+                    prefixes = [known.get(values) or _prefix(sample_name, names, values) for values in keys]
+                    before = keys, prefixes
+                kept[sample_name] = before
+                lines = "".join([prefix + (str(value) if type(value) is int else _number(value)) + "\n"
+                                 for prefix, (_, value) in zip(before[1], f.samples)])
+            written[sample_name] = list(f.samples), lines  # a copy: a family's list is not ours to keep
+            out.append(lines)
+        self._prefixes, self._lines = kept, written
         if openmetrics and end:
             out.append("# EOF\n")
         return "".join(out).encode()

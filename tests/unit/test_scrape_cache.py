@@ -100,6 +100,19 @@ def test_a_writer_renders_what_a_fresh_one_does_after_series_change(openmetrics)
                     "lxcwatch_link_receive_bytes_total": [("eth0",)]}  # the last exposition's series only
 
 
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_a_family_whose_samples_did_not_move_is_not_written_again(openmetrics):
+    writer = exposition.Writer()
+    first = families(["veth1", "eth0"], 1)
+    writer.render(first, openmetrics)
+    written = writer._lines["lxcwatch_link_up"]
+    again = families(["veth1", "eth0"], 1.0)  # equal values: the same text
+    assert writer.render(again, openmetrics) == exposition.render(again, openmetrics)
+    assert writer._lines["lxcwatch_link_up"] is written  # taken as it was, not written again
+    again[2].samples.append((("eth1",), 7))  # a family's list changed in place after it was written
+    assert b'lxcwatch_link_receive_bytes_total{device="eth1"} 7' in writer.render(again, openmetrics)
+
+
 def test_a_new_snapshot_is_rendered_ahead_only_where_every_snapshot_is_scraped(app):
     sampler, exp, _ = app
     sampler.on_sample.append(exp.prepare)
