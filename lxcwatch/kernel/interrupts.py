@@ -97,10 +97,10 @@ def parse(text: str, wanted: Collection[str] | None = None, before: Interrupts |
         if wanted is None or irq in wanted:
             try:
                 counts = tuple(map(int, parts[:n]))
+                if counts and min(counts) < 0:  # int() takes a sign; the kernel prints unsigned counts
+                    raise ValueError
             except ValueError:
-                counts = (-1,)
-            if counts and min(counts) < 0:  # int() takes a sign; the kernel prints unsigned counts
-                raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts", number)
+                raise ParseError(SOURCE, f"IRQ {irq}: expected {n} per-CPU counts", number) from None
             rows[irq] = IrqRow(irq, counts, tail, rest if _in_columns(rest, parts, n) else "")
         else:
             rows[irq] = IrqRow(irq, None, tail)
