@@ -54,14 +54,12 @@ def _serving_cpus(prev: Snapshot, cur: Snapshot, irqs: list[str]) -> tuple[int, 
             new, old = cur.irq_rows.get(irq), prev.irq_rows.get(irq, ())
             if new is not None and new is not old:  # the parser hands back an unchanged row as it was
                 moved.update(compress(cur.irq_cpus, map(ne, new, old or (0,) * len(new))))
-        now = None
     else:
         now, before = _per_cpu(cur, irqs), _per_cpu(prev, irqs)
         moved = {cpu for cpu, n in now.items() if n != before.get(cpu, n)}
     if moved:
         return tuple(cpu for cpu in cur.irq_cpus if cpu in moved)
-    now = now if now is not None else _per_cpu(cur, irqs)
-    return tuple(cpu for cpu, n in now.items() if n)
+    return tuple(cpu for cpu, n in _per_cpu(cur, irqs).items() if n)
 
 
 def _polls(prev: Snapshot, cur: Snapshot, device: str) -> tuple[int, int] | None:
@@ -118,17 +116,18 @@ def cpu_rates(prev: Snapshot, cur: Snapshot) -> dict[int, CpuRates]:
     ksoftirqd = ksoftirqd_shares(prev, cur)
     softnet, softnet_before = cur.softnet.total, prev.softnet.total
     softirqs, softirqs_before = cur.softirqs.total, prev.softirqs.total
-
-    def rate(new: dict, old: dict, key) -> float:
-        return increase(old[key], new[key]) / dt if key in new and key in old else 0.0
-
     out = {}
     for cpu in sorted(cur.softnet_rows):
         now = cur.softirq_ticks.get(cpu, 0)
         ticks = increase(prev.softirq_ticks.get(cpu, now), now)
         out[cpu] = CpuRates(
-            cpu, rate(softnet, softnet_before, (cpu, "processed")), rate(softnet, softnet_before, (cpu, "dropped")),
-            rate(softnet, softnet_before, (cpu, "time_squeeze")), rate(softirqs, softirqs_before, ("NET_RX", cpu)),
-            rate(softirqs, softirqs_before, ("NET_TX", cpu)), ticks / USER_HZ / dt, ksoftirqd.get(cpu, 0.0),
+            cpu,
+            _diff(softnet, softnet_before, (cpu, "processed")) / dt,
+            _diff(softnet, softnet_before, (cpu, "dropped")) / dt,
+            _diff(softnet, softnet_before, (cpu, "time_squeeze")) / dt,
+            _diff(softirqs, softirqs_before, ("NET_RX", cpu)) / dt,
+            _diff(softirqs, softirqs_before, ("NET_TX", cpu)) / dt,
+            ticks / USER_HZ / dt,
+            ksoftirqd.get(cpu, 0.0),
         )
     return out
