@@ -1,7 +1,7 @@
 """links: every interface's kind, master, flags, promiscuity and driver (netlink and ethtool, or a sysfs tree)."""
 
 from lxcwatch.collectors import Collector
-from lxcwatch.core.family import gauge
+from lxcwatch.core.family import Family, gauge
 
 
 def read(s):
@@ -37,8 +37,23 @@ def merge(prev, reading) -> dict:
     return {"links": reading or {}}
 
 
+# The last rendering, as [(view, every link, the families)]. Links change seldom (a container starts, a flag flips),
+# and an equal table renders to equal families: 1.3 ms per new snapshot on 1013 links (bench/breakdown.py).
+_last: list[tuple] = [(None, None, ())]
+
+
 def render(s, view):
-    links = [s.links[n] for n in sorted(filter(view.device_filter("links"), s.links))]
+    table = list(s.links.values())
+    last_view, last_table, families = _last[0]
+    if last_view != view or last_table != table:  # a list comparison in C, link by link
+        families = _families(table, view)
+        _last[0] = view, table, families
+    # New Family objects on the same sample lists: a caller may change a family, not its samples.
+    return [Family(f.name, f.type, f.help, f.labels, f.samples) for f in families]
+
+
+def _families(table, view) -> tuple[Family, ...]:
+    links = sorted((link for link in table if view.device_filter("links")(link.name)), key=lambda link: link.name)
     promiscuous = gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
     promiscuity = gauge("link_promiscuity", "Promiscuity reference count (IFLA_PROMISCUITY): how many users asked for promiscuous mode.", ["device"])
     up = gauge("link_up", "1 if the link's operational state is up.", ["device"])
@@ -46,7 +61,7 @@ def render(s, view):
     info = gauge("link_info", "Link metadata; value is always 1.",
                  ["device", "kind", "master", "driver", "driver_version", "firmware_version", "bus_info"])
     ports: dict[str, int] = {}
-    for link in s.links.values():  # a bridge's ports counted whether or not they are exported
+    for link in table:  # a bridge's ports counted whether or not they are exported
         if link.master:
             ports[link.master] = ports.get(link.master, 0) + 1
     # 1000 links on a big host: each family's samples built in one go, not one add() per link
@@ -57,10 +72,8 @@ def render(s, view):
     info.samples = [((link.name, link.kind, link.master, d.driver, d.version, d.firmware, d.bus_info), 1)
                     for link in links for d in (link.driver,)]
     bridge_ports = gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])
-    for link in links:
-        if link.kind == "bridge":
-            bridge_ports.add([link.name], ports.get(link.name, 0))
-    yield from (promiscuous, promiscuity, up, info, bridge_ports)
+    bridge_ports.samples = [((link.name,), ports.get(link.name, 0)) for link in links if link.kind == "bridge"]
+    return promiscuous, promiscuity, up, info, bridge_ports
 
 
 COLLECTOR = Collector("links", 50, read, merge, render, capture=capture,

@@ -24,23 +24,23 @@ def merge(prev, rows) -> dict:
     totals = prev.softnet if prev else EMPTY
     if rows is None:
         return {"softnet_rows": {}, "softnet": totals}
-    raw = {(r.cpu, f): getattr(r, f) for r in rows for f, _, _ in SOFTNET if getattr(r, f) is not None}
+    raw = {(r.cpu, f): v for r in rows for f, _, _ in SOFTNET if (v := getattr(r, f)) is not None}
     return {"softnet_rows": {r.cpu: r for r in rows}, "softnet": advance(totals, raw)}
 
 
 def render(s, view):
+    cpus = sorted(s.softnet_rows)
+    labels = [(str(cpu),) for cpu in cpus]
+    total = s.softnet.total
     for field, name, doc in SOFTNET:
         family = counter(name, doc, ["cpu"])
-        for cpu in sorted(s.softnet_rows):
-            total = s.softnet.total.get((cpu, field))
-            if total is not None:
-                family.add([str(cpu)], total)
+        family.samples = [(key, total[cpu, field]) for cpu, key in zip(cpus, labels) if (cpu, field) in total]
         if family.samples:
             yield family
     backlog = gauge("softnet_backlog_packets", "Packets waiting in this CPU's backlog (input + process queue).", ["cpu"])
-    for cpu, row in sorted(s.softnet_rows.items()):
-        if row.backlog_len is not None:
-            backlog.add([str(cpu)], row.backlog_len)
+    rows = s.softnet_rows
+    backlog.samples = [(key, rows[cpu].backlog_len) for cpu, key in zip(cpus, labels)
+                       if rows[cpu].backlog_len is not None]
     if backlog.samples:
         yield backlog
 

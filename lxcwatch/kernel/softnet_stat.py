@@ -1,15 +1,15 @@
 """Parser for /proc/net/softnet_stat: per-CPU packet processing counters of net_rx_action."""
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxcwatch.errors import ParseError
 
 SOURCE = "net/softnet_stat"
 
 
-@dataclass(frozen=True, slots=True)
-class SoftnetRow:
-    """One row of softnet_stat. Counters are 32-bit and wrap; None means "this kernel has no such column"."""
+class SoftnetRow(NamedTuple):
+    """One row of softnet_stat. Counters are 32-bit and wrap; None means "this kernel has no such column". A
+    NamedTuple: a frozen dataclass took 0.26 ms per sample to build on 128 CPUs, this a fifth of it (timeit)."""
 
     cpu: int
     processed: int  # packets through __netif_receive_skb_core (bridging and VLANs count again)
@@ -31,9 +31,9 @@ def parse(text: str) -> tuple[SoftnetRow, ...]:
         if not line.strip():
             continue
         try:
-            f = [int(x, 16) for x in line.split()]
-            if min(f) < 0:  # int() takes a sign; the kernel prints unsigned %08x
+            if "-" in line:  # int() takes a sign; the kernel prints unsigned %08x
                 raise ValueError
+            f = [int(x, 16) for x in line.split()]
         except ValueError:
             raise ParseError(SOURCE, f"not a hexadecimal field in {line.strip()[:60]!r}", number) from None
         if len(f) < 9:
@@ -43,20 +43,15 @@ def parse(text: str) -> tuple[SoftnetRow, ...]:
         elif len(f) != width:
             raise ParseError(SOURCE, f"expected {width} columns like the first row, found {len(f)}", number)
         n = len(f)
-        rows.append(
-            SoftnetRow(
-                cpu=f[12] if n >= 13 else len(rows),
-                processed=f[0],
-                dropped=f[1],
-                time_squeeze=f[2],
-                cpu_collision=f[8],
-                received_rps=f[9] if n >= 10 else None,
-                flow_limit_count=f[10] if n >= 11 else None,
-                backlog_len=f[11] if n >= 13 else None,
-                input_qlen=f[13] if n >= 15 else None,
-                process_qlen=f[14] if n >= 15 else None,
-            )
-        )
+        rows.append(SoftnetRow(
+            f[12] if n >= 13 else len(rows),  # cpu
+            f[0], f[1], f[2], f[8],  # processed, dropped, time_squeeze, cpu_collision
+            f[9] if n >= 10 else None,  # received_rps
+            f[10] if n >= 11 else None,  # flow_limit_count
+            f[11] if n >= 13 else None,  # backlog_len
+            f[13] if n >= 15 else None,  # input_qlen
+            f[14] if n >= 15 else None,  # process_qlen
+        ))
     if not rows:
         raise ParseError(SOURCE, "no rows")
     return tuple(rows)

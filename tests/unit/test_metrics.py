@@ -74,6 +74,25 @@ def test_links_and_napi():
     assert "lxcwatch_net_core_netdev_budget_seconds 0.002" in text
 
 
+def test_links_render_again_when_a_link_or_the_view_changes():
+    """The links collector keeps its last rendering for an equal link table (collectors/links.py): a flag that flips,
+    a link that comes, and a device filter must each show at once."""
+    links = {"eth0": Link("eth0", 2, "physical", "", "up", 0x1003, 0), "veth1": Link("veth1", 9, "veth", "", "up", 0x1003, 0)}
+    render = collectors.ALL["links"].render
+    promiscuous = lambda snap, view=collectors.View(): {
+        s: v for f in render(snap, view) if f.name == "lxcwatch_link_promiscuous" for s, v in f.samples}
+    assert promiscuous(sample({"links": links})) == {("eth0",): 0, ("veth1",): 0}
+    assert promiscuous(sample({"links": dict(links)})) == {("eth0",): 0, ("veth1",): 0}
+    flipped = {**links, "veth1": dataclasses.replace(links["veth1"], flags=0x1103)}
+    assert promiscuous(sample({"links": flipped})) == {("eth0",): 0, ("veth1",): 1}
+    grown = {**flipped, "veth0": Link("veth0", 8, "veth", "", "up", 0x1103, 1)}
+    assert promiscuous(sample({"links": grown})) == {("eth0",): 0, ("veth0",): 1, ("veth1",): 1}
+    only_eth = collectors.View({"links": collectors.DeviceFilter(include=re.compile("^eth"))})
+    assert promiscuous(sample({"links": grown}), only_eth) == {("eth0",): 0}
+    assert [s for s, _ in next(f for f in render(sample({"links": grown}), collectors.View())
+                               if f.name == "lxcwatch_link_up").samples] == [("eth0",), ("veth0",), ("veth1",)]
+
+
 def test_promiscuity_count_is_absent_when_unknown():
     tree_link = Link("veth1", 9, "veth", "", "up", 0x1103, None)
     text = expose(sample({"links": {"veth1": tree_link}}))
