@@ -102,7 +102,7 @@ def report(sources: Sources, args: argparse.Namespace) -> None:
     rows.append(("  exposition text (Writer, the same families again)", mean_ms(lambda: writer.render(families, True), n)))
     app(request)  # the last of those samples, served once
     rows.append(("  exposition text (first time: every label escaped)", mean_ms(lambda: exposition.render(families, True), n)))
-    rows.append(("  gzip of the text (ISA-L level 1, as the agent)", mean_ms(lambda: http.Rendered((), body).compress(), n)))
+    rows.append(("  gzip of the text (ISA-L level 1, as the agent)", mean_ms(lambda: http.Rendered((), 0.0, body).compress(), n)))
     rows.append(("scrape of a snapshot already served", mean_ms(lambda: app(request), n)))
     print(f"{len(body) // 1024} KiB exposition; mean of {n} rounds, CPU ms (time.process_time):")
     for name, value in rows:

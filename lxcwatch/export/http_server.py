@@ -4,6 +4,7 @@ holds no thread, and no thread is started after start-up."""
 
 import email.utils
 import errno
+import functools
 import logging
 import queue
 import resource
@@ -41,6 +42,7 @@ REASONS = {  # connections the agent refused or cut off, by reason
     "bad_request": "malformed request or headers over 16 KiB",
 }
 CODES = (200, 400, 401, 404, 405, 431, 500, 503)  # every status the server and the app can answer
+PHRASES = {code: HTTPStatus(code).phrase for code in CODES}
 
 
 @dataclass(frozen=True)
@@ -103,15 +105,20 @@ def parse_head(head: bytes) -> tuple[Request, str]:
 def _payload(method: str, response: Response, keep: bool, version: str) -> list[bytes]:
     """Status line and headers, then (except for HEAD) the body's parts."""
     body = response.body if isinstance(response.body, list) else [response.body]
-    lines = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
+    lines = [f"HTTP/1.1 {response.status} {PHRASES.get(response.status) or HTTPStatus(response.status).phrase}",
              *(f"{k}: {v}" for k, v in response.headers),
-             f"Content-Length: {sum(map(len, body))}", f"Date: {email.utils.formatdate(usegmt=True)}"]
+             f"Content-Length: {sum(map(len, body))}", f"Date: {_date(int(time.time()))}"]
     if not keep:
         lines.append("Connection: close")
     elif version == "HTTP/1.0":
         lines.append("Connection: keep-alive")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return [head] if method == "HEAD" else [head, *body]
+
+
+@functools.lru_cache(maxsize=1)  # formatted once a second, not for every response (~20 us each)
+def _date(second: int) -> str:
+    return email.utils.formatdate(second, usegmt=True)
 
 
 def _text(status: int, message: str) -> Response:

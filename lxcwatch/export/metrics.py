@@ -46,10 +46,11 @@ def families(s: Snapshot, agent: Agent, overruns: int = 0, verdict: Verdict | No
     return out
 
 
-def sample_age(s: Snapshot, now_monotonic: float) -> Family:
-    """Computed at each scrape, not with the sample: a stalled sampling loop shows here, as an age that grows."""
+def sample_age(taken: float, now: float) -> Family:
+    """Computed at each scrape, not with the sample: a stalled sampling loop shows here, as an age that grows.
+    `taken` and `now` on the monotonic clock."""
     age = _gauge("last_sample_age_seconds", "Seconds since the sample being served was taken (monotonic clock), at scrape time.")
-    age.add([], max(0.0, now_monotonic - s.monotonic))
+    age.add([], max(0.0, now - taken))
     return age
 
 

@@ -32,15 +32,19 @@ class Rendered:
     deflate block and the trailer: one gzip member (RFC 1952), compressed once per snapshot, whatever the number of
     scrapes."""
 
-    key: tuple
+    key: tuple  # (snapshot seq, agent)
+    taken: float  # the snapshot's monotonic time: the age served with these bytes
     body: bytes
     gzip_head: bytes = b""  # empty until first needed
     crc: int = 0
 
     def compress(self) -> None:
         if not self.gzip_head:
+            self.crc = isal_zlib.crc32(self.body)  # before gzip_head: a scrape that sees the head reads no lock
             self.gzip_head = GZIP_HEADER + _deflate(self.body, isal_zlib.Z_SYNC_FLUSH)
-            self.crc = isal_zlib.crc32(self.body)
+
+    def serves(self, gzip: bool) -> bool:
+        return bool(self.gzip_head) or not gzip
 
     def gzip(self, tail: bytes) -> list[bytes]:
         self.compress()
@@ -59,14 +63,16 @@ class Exposition:
     is a cache hit. The process's own figures (prometheus_client's process collector, at most once a second) and
     `live` families are rendered (and compressed) at each scrape: the exporter metrics, which
     --web.disable-exporter-metrics leaves out. Where scrapes come at least as often as samples, `prepare` renders
-    each new snapshot as soon as it is taken, so that no scrape waits for that."""
+    each new snapshot as soon as it is taken, and scrapes meanwhile serve the one before: none waits for it."""
 
     def __init__(self, sampler, agent: metrics.Agent):
         self.sampler = sampler
         self.agent = agent  # replaced whole by a reload
         self._cache: dict[str, Rendered] = {}
         self._writers: dict[str, exposition.Writer] = {}  # per content type: each keeps its last exposition's labels
-        self._lock = threading.Lock()
+        self._live_writers: dict[str, exposition.Writer] = {}  # the same for the families rendered at each scrape
+        self._lock = threading.Lock()  # for rendering a snapshot: the writers keep state
+        self._scrape_lock = threading.Lock()  # for the live writers and _served
         self.extra = lambda: []  # more families, rendered with each new snapshot
         self.live = lambda: []  # more families, rendered at each scrape
         self.exporter_metrics = True  # the process's and `live` families are served
@@ -77,41 +83,53 @@ class Exposition:
 
     def render(self, accept: str, gzip: bool = False) -> tuple[list[bytes], str]:
         """The exposition in parts, to be written one after the other (with `gzip`: one gzip stream), and its
-        content type."""
+        content type. A scrape never waits for a rendering under way (ahead, or for another scrape) when the one
+        before it can be served: that body goes out with its own snapshot's age."""
         openmetrics, content_type = exposition.negotiate(accept)
         snap, verdict = self.sampler.current
+        cached = self._cache.get(content_type)
+        if cached is None or cached.key != (snap.seq, self.agent) or not cached.serves(gzip):
+            older = cached if cached is not None and cached.serves(gzip) else None
+            if self._lock.acquire(blocking=older is None):
+                try:
+                    cached = self._rendered(content_type, openmetrics, snap, verdict, gzip)
+                finally:
+                    self._lock.release()
+            else:
+                cached = older
         own = [*self._process_families(), *self.live()] if self.exporter_metrics else []
-        now = exposition.render([metrics.sample_age(snap, time.monotonic()), *own], openmetrics)
-        with self._lock:
-            cached = self._rendered(content_type, openmetrics, snap, verdict)
+        with self._scrape_lock:
             _, _, last, row = self._served.get(content_type, (openmetrics, gzip, 0, 0))
-            row = row if snap.seq == last else row + 1 if snap.seq == last + 1 else 1
-            self._served[content_type] = openmetrics, gzip, snap.seq, row
-            if gzip:
-                return cached.gzip(now), content_type
-        return [cached.body, now], content_type
+            seq = cached.key[0]
+            if seq >= last:
+                self._served[content_type] = openmetrics, gzip, seq, row if seq == last else row + 1 if seq == last + 1 else 1
+            live = self._live_writers.setdefault(content_type, exposition.Writer())
+            now = live.render([metrics.sample_age(cached.taken, time.monotonic()), *own], openmetrics)
+        return (cached.gzip(now) if gzip else [cached.body, now]), content_type
 
     def prepare(self, snap, verdict) -> None:
         """Sampler callback: in each format whose last two snapshots were both served (scrapes at least as often as
         samples), render and compress the new snapshot now. Scraped every 15 s, nothing is rendered ahead."""
         try:
             with self._lock:
-                for content_type, (openmetrics, gzip, last, row) in self._served.items():
+                for content_type, (openmetrics, gzip, last, row) in list(self._served.items()):
                     if row >= 2 and last == snap.seq - 1:
-                        cached = self._rendered(content_type, openmetrics, snap, verdict)
-                        if gzip:
-                            cached.compress()
+                        self._rendered(content_type, openmetrics, snap, verdict, gzip)
         except Exception:  # noqa: BLE001  (the sampler goes on; the scrape renders it, or says what failed)
             log.exception("rendering ahead failed")
 
-    def _rendered(self, content_type: str, openmetrics: bool, snap, verdict) -> Rendered:
-        """The snapshot's Rendered in this format, rendered now if it is not yet; the caller holds the lock."""
+    def _rendered(self, content_type: str, openmetrics: bool, snap, verdict, gzip: bool) -> Rendered:
+        """The snapshot's Rendered in this format (compressed if `gzip`), rendered now if it is not yet; the caller
+        holds the lock. A new one is stored complete: meanwhile, scrapes serve the one before."""
         key = (snap.seq, self.agent)
         cached = self._cache.get(content_type)
         if not cached or cached.key != key:
             families = metrics.families(snap, key[1], self.sampler.overruns, verdict, self.extra())
             writer = self._writers.setdefault(content_type, exposition.Writer())
-            cached = self._cache[content_type] = Rendered(key, writer.render(families, openmetrics, end=False))
+            cached = Rendered(key, snap.monotonic, writer.render(families, openmetrics, end=False))
+        if gzip:
+            cached.compress()
+        self._cache[content_type] = cached
         return cached
 
     def _process_families(self) -> list[exposition.Family]:
