@@ -23,10 +23,12 @@ def test_make_bench_runs_beside_node_exporter():
     """`make bench` (~6 min): both exporters read the whole tree, every target has its verdict."""
     out = run("make bench", 1800)
     assert re.search(r"^\| Devices seen \(link_info / node_network_info\) \| 1013 \| 1013 \|", out.stdout, re.M), out.stdout
-    assert re.search(r"^\| 50 scrapers at once, back to back, 20 s \| p50 [\d.]+ ms, p99 [\d.]+ ms", out.stdout, re.M)
+    for client in (r"wrk \(C, one thread\)", "50 Python threads"):  # the agent's figure, and test_load.py's load
+        assert re.search(rf"^\| 50 scrapers at once, back to back, 20 s, from {client} \| p50 [\d.]+ ms, p99 [\d.]+ ms, "
+                         r"max [\d.]+ ms; \d+ scrapes/s \| 0 errors", out.stdout, re.M), out.stdout
     verdicts = re.findall(r"^- (.*): \*\*(met|MISSED)\*\*", out.stdout, re.M)
     assert [v[0].split(" <")[0].split(" x ")[0] for v in verdicts] == [
-        "CPU per sample", "CPU per scrape", "average CPU", "50 concurrent scrapers (back to back), p99", "RSS"], verdicts
+        "CPU per sample", "CPU per scrape", "average CPU", "50 concurrent scrapers (back to back, wrk (C, one thread)), p99", "RSS"], verdicts
 
 
 def test_make_bench_scaling_measures_every_size():
