@@ -58,7 +58,7 @@ class Result:
     body_bytes: int = 0
     gzip_bytes: int = 0
     devices: int = 0  # distinct device labels seen (sanity check that the tree was read)
-    concurrent: dict = field(default_factory=dict)  # lxcwatch only: "back to back" / "paced" -> Concurrent
+    concurrent: dict = field(default_factory=dict)  # lxcwatch only: "wrk" / "threads" (back to back), "paced"
 
     @property
     def cpu_per_cycle(self) -> float:
@@ -327,9 +327,9 @@ def measure_lxcwatch(cmd: list[str], tree: Path, args: argparse.Namespace, workd
         if args.concurrent:
             n, seconds = args.concurrent, args.concurrent_seconds
             progress(f"lxcwatch: {n} scrapers at once from wrk, back to back, {seconds:g} s")
-            result.concurrent["back to back"] = wrk_scrapes(url, n, seconds, workdir)
-            for name, interval in (("back to back, Python", None), ("paced", args.interval)):
-                progress(f"lxcwatch: {n} scrapers at once from Python threads, {name}, {seconds:g} s")
+            result.concurrent["wrk"] = wrk_scrapes(url, n, seconds, workdir)
+            for name, interval in (("threads", None), ("paced", args.interval)):
+                progress(f"lxcwatch: {n} scrapers at once from Python threads, {name if interval else 'back to back'}, {seconds:g} s")
                 result.concurrent[name] = concurrent_scrapes(url, n, seconds, interval)
         result.rss_end, result.rss_peak = rss(proc.pid), peak_rss(proc.pid)
         describe_exposition(result, url, "lxcwatch_link_info")
@@ -491,7 +491,7 @@ def verdict(lx: Result, ne: Result, args: argparse.Namespace) -> list[str]:
         line(f"average CPU <= {TARGET_RATIO:g} x node_exporter's", lx_load <= TARGET_RATIO * ne_load,
              f"{lx_load:.2f} % vs {ne_load:.2f} %: {ratio(lx_load, ne_load)}"),
     ]
-    back_to_back = lx.concurrent.get("back to back")
+    back_to_back = lx.concurrent.get("wrk")
     if back_to_back and back_to_back.scrapes:
         out.append(line(f"{back_to_back.scrapers} concurrent scrapers (back to back, {back_to_back.client}), "
                         f"p99 <= {ms(TARGET_P99)}", back_to_back.p99 <= TARGET_P99 and not back_to_back.errors,

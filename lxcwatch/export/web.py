@@ -101,8 +101,9 @@ class Exposition:
         with self._scrape_lock:
             _, _, last, row = self._served.get(content_type, (openmetrics, gzip, 0, 0))
             seq = cached.key[0]
-            if seq >= last:
-                self._served[content_type] = openmetrics, gzip, seq, row if seq == last else row + 1 if seq == last + 1 else 1
+            if seq >= last:  # not counted back by a scrape that got the snapshot before
+                row = row if seq == last else row + 1 if seq == last + 1 else 1
+                self._served[content_type] = openmetrics, gzip, seq, row
             live = self._live_writers.setdefault(content_type, exposition.Writer())
             now = live.render([metrics.sample_age(cached.taken, time.monotonic()), *own], openmetrics)
         return (cached.gzip(now) if gzip else [cached.body, now]), content_type

@@ -77,7 +77,8 @@ def test_links_and_napi():
 def test_links_render_again_when_a_link_or_the_view_changes():
     """The links collector keeps its last rendering for an equal link table (collectors/links.py): a flag that flips,
     a link that comes, and a device filter must each show at once."""
-    links = {"eth0": Link("eth0", 2, "physical", "", "up", 0x1003, 0), "veth1": Link("veth1", 9, "veth", "", "up", 0x1003, 0)}
+    links = {"eth0": Link("eth0", 2, "physical", "", "up", 0x1003, 0),
+             "veth1": Link("veth1", 9, "veth", "", "up", 0x1003, 0)}
     render = collectors.ALL["links"].render
     promiscuous = lambda snap, view=collectors.View(): {
         s: v for f in render(snap, view) if f.name == "lxcwatch_link_promiscuous" for s, v in f.samples}
