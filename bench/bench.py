@@ -329,7 +329,8 @@ def measure_lxcwatch(cmd: list[str], tree: Path, args: argparse.Namespace, workd
             progress(f"lxcwatch: {n} scrapers at once from wrk, back to back, {seconds:g} s")
             result.concurrent["wrk"] = wrk_scrapes(url, n, seconds, workdir)
             for name, interval in (("threads", None), ("paced", args.interval)):
-                progress(f"lxcwatch: {n} scrapers at once from Python threads, {name if interval else 'back to back'}, {seconds:g} s")
+                pace = name if interval else "back to back"
+                progress(f"lxcwatch: {n} scrapers at once from Python threads, {pace}, {seconds:g} s")
                 result.concurrent[name] = concurrent_scrapes(url, n, seconds, interval)
         result.rss_end, result.rss_peak = rss(proc.pid), peak_rss(proc.pid)
         describe_exposition(result, url, "lxcwatch_link_info")
