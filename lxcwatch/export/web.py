@@ -63,7 +63,8 @@ class Exposition:
     is a cache hit. The process's own figures (prometheus_client's process collector, at most once a second) and
     `live` families are rendered (and compressed) at each scrape: the exporter metrics, which
     --web.disable-exporter-metrics leaves out. Where scrapes come at least as often as samples, `prepare` renders
-    each new snapshot as soon as it is taken, and scrapes meanwhile serve the one before: none waits for it."""
+    each new snapshot as soon as it is taken, and scrapes meanwhile serve the one before: none waits for it. A
+    snapshot more than one sample older is never served for a newer one: scraped every 15 s, a scrape waits."""
 
     def __init__(self, sampler, agent: metrics.Agent):
         self.sampler = sampler
@@ -83,13 +84,13 @@ class Exposition:
 
     def render(self, accept: str, gzip: bool = False) -> tuple[list[bytes], str]:
         """The exposition in parts, to be written one after the other (with `gzip`: one gzip stream), and its
-        content type. A scrape never waits for a rendering under way (ahead, or for another scrape) when the one
-        before it can be served: that body goes out with its own snapshot's age."""
+        content type. A scrape does not wait for a rendering under way (ahead, or for another scrape) when the
+        snapshot just before is rendered: that body goes out with its own age, at most one sample older."""
         openmetrics, content_type = exposition.negotiate(accept)
         snap, verdict = self.sampler.current
         cached = self._cache.get(content_type)
         if cached is None or cached.key != (snap.seq, self.agent) or not cached.serves(gzip):
-            older = cached if cached is not None and cached.serves(gzip) else None
+            older = cached if cached and cached.key[0] == snap.seq - 1 and cached.serves(gzip) else None
             if self._lock.acquire(blocking=older is None):
                 try:
                     cached = self._rendered(content_type, openmetrics, snap, verdict, gzip)
@@ -100,8 +101,8 @@ class Exposition:
         own = [*self._process_families(), *self.live()] if self.exporter_metrics else []
         with self._scrape_lock:
             _, _, last, row = self._served.get(content_type, (openmetrics, gzip, 0, 0))
-            seq = cached.key[0]
-            if seq >= last:  # not counted back by a scrape that got the snapshot before
+            seq = snap.seq  # asked for, if not served: scrapes at every sample keep the next one rendered ahead
+            if seq >= last:  # a scrape that read `current` before another's did counts nothing back
                 row = row if seq == last else row + 1 if seq == last + 1 else 1
                 self._served[content_type] = openmetrics, gzip, seq, row
             live = self._live_writers.setdefault(content_type, exposition.Writer())

@@ -148,6 +148,34 @@ def test_a_scrape_during_a_rendering_serves_the_snapshot_before_with_its_own_age
     text = (gzip.decompress(body) if gzipped else body).decode()
     assert value_of(text, "lxcwatch_samples_total") == 2
     assert value_of(text, "lxcwatch_last_sample_age_seconds") >= 100
+    assert exp._served[exposition.OPENMETRICS][2] == 3  # counted as asked: the sample after 3 is rendered ahead
     text = scrape(serve, PROMETHEUS_ACCEPT, False)[1].decode()  # the rendering done: the new one
     assert value_of(text, "lxcwatch_samples_total") == 3
     assert value_of(text, "lxcwatch_last_sample_age_seconds") < 100
+
+
+class HeldLock:
+    """The rendering lock as another thread holds it: a try fails; a wait is recorded and then succeeds."""
+
+    def __init__(self):
+        self.waited = 0
+
+    def acquire(self, blocking=True):
+        self.waited += blocking
+        return blocking
+
+    def release(self):
+        pass
+
+
+def test_a_scrape_waits_rather_than_serve_a_snapshot_two_samples_old(app):
+    """Scraped every 15 s, the cached snapshot is 15 samples old: a body that stale would be stored at the scrape's
+    time, so the scrape waits for the rendering instead."""
+    sampler, exp, serve = app
+    scrape(serve, PROMETHEUS_ACCEPT, False)  # snapshot 1 rendered
+    exp._lock = HeldLock()
+    sampler.sample()
+    sampler.sample()
+    text = scrape(serve, PROMETHEUS_ACCEPT, False)[1].decode()
+    assert exp._lock.waited == 1
+    assert value_of(text, "lxcwatch_samples_total") == 3
