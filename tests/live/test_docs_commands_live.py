@@ -49,9 +49,10 @@ class Namespace:
         return subprocess.run(self.bash(command, cwd), env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def start(self, command: str, log, cwd: str = str(ROOT)) -> subprocess.Popen:
-        """A long-running command in a session of its own, so that it can get a terminal's Ctrl-C."""
+        """A long-running command in a session of its own, so that it can get a terminal's Ctrl-C. SIGINT as at a
+        terminal: a suite started in the background (`nohup ... &`) passes it on ignored, and make then ignores it."""
         return subprocess.Popen(self.bash(command, cwd), env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def path(self, path: str) -> Path:
         return Path(f"/proc/{self.holder.pid}/root{path}")
