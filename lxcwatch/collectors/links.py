@@ -53,7 +53,8 @@ def render(s, view):
 
 
 def _families(table, view) -> tuple[Family, ...]:
-    links = sorted((link for link in table if view.device_filter("links")(link.name)), key=lambda link: link.name)
+    exported = view.device_filter("links")
+    links = sorted((link for link in table if exported(link.name)), key=lambda link: link.name)
     promiscuous = gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
     promiscuity = gauge("link_promiscuity", "Promiscuity reference count (IFLA_PROMISCUITY): how many users asked for promiscuous mode.", ["device"])
     up = gauge("link_up", "1 if the link's operational state is up.", ["device"])
