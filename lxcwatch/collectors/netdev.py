@@ -1,7 +1,7 @@
 """netdev: packets, bytes, drops and errors of every interface, /proc/net/dev."""
 
 from lxcwatch.collectors import Collector
-from lxcwatch.core.family import counter
+from lxcwatch.core.family import Columns, counter
 from lxcwatch.kernel import net_dev
 
 NETDEV = (
@@ -25,13 +25,23 @@ def merge(prev, reading) -> dict:
     return {"netdev": reading or {}}
 
 
+# The last device list, as [(devices as read, the device filter, the label values of those exported)]: the same
+# links from sample to sample, sorted and filtered once (0.35 ms per new snapshot on 1013 links, timeit).
+_last: list[tuple] = [(None, None, ())]
+
+
 def render(s, view):
-    names = sorted(filter(view.device_filter("netdev"), s.netdev))
-    keys = [(name,) for name in names]
-    columns = dict(zip(net_dev.NetDevCounters._fields, zip(*[s.netdev[name] for name in names])))
+    exported = view.device_filter("netdev")
+    devices = list(s.netdev)
+    last_devices, last_filter, keys = _last[0]
+    if last_filter != exported or last_devices != devices:
+        keys = tuple((name,) for name in sorted(filter(exported, devices)))
+        _last[0] = devices, exported, keys
+    # One column per counter, no pair per series: 8 x 1013 series move every sample on the bench tree.
+    columns = dict(zip(net_dev.NetDevCounters._fields, zip(*[s.netdev[name] for name, in keys])))
     for field, doc in NETDEV:
         family = counter(f"link_{field}", doc, ["device"])
-        family.samples = list(zip(keys, columns.get(field, ())))  # 8 x 1000 links: no add() per sample
+        family.samples = Columns(keys, columns.get(field, ()))
         yield family
 
 

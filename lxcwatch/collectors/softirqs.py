@@ -34,12 +34,11 @@ def merge(prev, reading: Softirqs | None) -> dict:
 
 def render(s, view):
     family = counter("softirqs", "Softirqs raised per CPU and vector.", ["cpu", "vector"])
-    for (vector, cpu), total in sorted(s.softirqs.total.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        family.add([str(cpu), vector], total)
+    by_cpu = sorted((cpu, vector, total) for (vector, cpu), total in s.softirqs.total.items())
+    family.samples = [((str(cpu), vector), total) for cpu, vector, total in by_cpu]
     yield family
     seconds = counter("cpu_softirq_seconds", "CPU time spent in softirq context, ksoftirqd included.", ["cpu"])
-    for cpu, ticks in sorted(s.softirq_ticks.items()):
-        seconds.add([str(cpu)], ticks / USER_HZ)
+    seconds.samples = [((str(cpu),), ticks / USER_HZ) for cpu, ticks in sorted(s.softirq_ticks.items())]
     yield seconds
 
 

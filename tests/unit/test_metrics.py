@@ -14,7 +14,8 @@ from lxcwatch.kernel.napi import Napi, NapiTuning
 from lxcwatch import collectors
 from lxcwatch.collectors import build
 from lxcwatch.core.snapshot import CollectorResult
-from tests.unit.test_snapshot_rates import OK, reading
+from lxcwatch.core.family import Columns
+from tests.unit.test_snapshot_rates import OK, netdev, reading
 
 AGENT = metrics.Agent("9.9.9", "pair-1", "host-a")
 
@@ -94,6 +95,24 @@ def test_links_render_again_when_a_link_or_the_view_changes():
                                if f.name == "lxcwatch_link_up").samples] == [("eth0",), ("veth0",), ("veth1",)]
 
 
+def test_link_counters_render_again_when_the_links_or_the_view_change():
+    """The netdev collector keeps its sorted, filtered device list while the links are the same
+    (collectors/netdev.py): a link that comes or goes, and a device filter, must each show at once."""
+    render = collectors.ALL["netdev"].render
+    received = lambda snap, view=collectors.View(): {
+        s: v for f in render(snap, view) if f.name == "lxcwatch_link_receive_packets" for s, v in f.samples}
+    two = {"veth1": netdev(7), "eth0": netdev(5)}
+    assert received(sample({"netdev": two})) == {("eth0",): 5, ("veth1",): 7}
+    assert received(sample({"netdev": {**two, "eth0": netdev(6)}})) == {("eth0",): 6, ("veth1",): 7}
+    grown = {**two, "veth0": netdev(1)}
+    assert received(sample({"netdev": grown})) == {("eth0",): 5, ("veth0",): 1, ("veth1",): 7}
+    assert [s for s, _ in next(render(sample({"netdev": grown}), collectors.View())).samples] == [
+        ("eth0",), ("veth0",), ("veth1",)]  # sorted by name
+    only_eth = collectors.View({"netdev": collectors.DeviceFilter(include=re.compile("^eth"))})
+    assert received(sample({"netdev": grown}), only_eth) == {("eth0",): 5}
+    assert received(sample({"netdev": {"veth0": netdev(1)}})) == {("veth0",): 1}
+
+
 def test_promiscuity_count_is_absent_when_unknown():
     tree_link = Link("veth1", 9, "veth", "", "up", 0x1103, None)
     text = expose(sample({"links": {"veth1": tree_link}}))
@@ -138,6 +157,27 @@ def test_label_values_are_escaped():
     family.add(['we"ird\\name\n'], 1)
     # the label value is we"ird\\name<newline>: a kernel backslash is spelt \\ (reversible), then escaped
     assert exposition.render([family], False).decode().splitlines()[-1] == 'x{device="we\\"ird\\\\\\\\name\\n"} 1'
+
+
+def test_columns_read_as_the_pairs_they_stand_for():
+    columns = Columns([("eth0",), ("veth1",)], [5, 7])
+    assert columns == [(("eth0",), 5), (("veth1",), 7)] and [(("eth0",), 5), (("veth1",), 7)] == columns
+    assert columns != Columns([("eth0",), ("veth1",)], [5, 8]) and len(columns) == 2 and columns[1] == (("veth1",), 7)
+    with pytest.raises(ValueError, match="2 label sets for 1 values"):
+        Columns([("eth0",), ("veth1",)], [5])
+
+
+def test_a_column_of_counters_is_written_line_by_line_with_percent_signs_kept():
+    writer = exposition.Writer()
+    rx = exposition.Family("x", "counter", "h", ("device",), Columns([("a%d",), ("b%%s",)], [2**64 - 1, 0]))
+    lines = ['x_total{device="a%d"} 18446744073709551615', 'x_total{device="b%%s"} 0']
+    assert writer.render([rx], False).decode().splitlines()[2:] == lines
+    rx.samples = Columns(rx.samples.keys, [1, 2])  # the same series, new values: the kept format
+    assert writer.render([rx], False).decode().splitlines()[2:] == ['x_total{device="a%d"} 1', 'x_total{device="b%%s"} 2']
+    rx.samples = Columns(rx.samples.keys, [1, 2.5])  # not all ints: no "%d", which would write 2
+    assert writer.render([rx], False).decode().splitlines()[2:] == ['x_total{device="a%d"} 1', 'x_total{device="b%%s"} 2.5']
+    rx.samples = [(("b%%s",), 3)]  # a list again, one series gone
+    assert writer.render([rx], False).decode().splitlines()[2:] == ['x_total{device="b%%s"} 3']
 
 
 @pytest.mark.parametrize("raw, label", [

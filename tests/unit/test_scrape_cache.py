@@ -96,7 +96,7 @@ def test_a_writer_renders_what_a_fresh_one_does_after_series_change(openmetrics)
     ]
     for devices, value in steps:
         assert writer.render(families(devices, value), openmetrics) == exposition.render(families(devices, value), openmetrics)
-    kept = {name: sorted(series) for name, (series, _) in writer._prefixes.items()}
+    kept = {name: sorted(series.keys) for name, series in writer._prefixes.items()}
     assert kept == {"lxcwatch_link_up": [("eth0",)], "lxcwatch_link_info": [("eth0", 'we"ird\\kind\n')],
                     "lxcwatch_link_receive_bytes_total": [("eth0",)]}  # the last exposition's series only
 
