@@ -77,6 +77,24 @@ def test_nic_rates_over_the_receiving_vectors_and_their_cpus():
     assert c.softirq_share == pytest.approx(0.25)  # 50 ticks = 0.5 s of 2 s
 
 
+def test_serving_cpus_follow_an_irq_to_other_cpus_at_once():
+    """rates checks first the column in which each IRQ moved last (core/rates.py): an IRQ that irqbalance moves, or
+    that fires on two CPUs, must show its new CPUs in the very next interval."""
+    counts = [(0, 0, 0, 0), (0, 5, 0, 0), (0, 9, 0, 0), (0, 9, 0, 4), (2, 9, 1, 4), (2, 10, 1, 4), (3, 11, 1, 4),
+              (3, 11, 1, 4)]
+    serving = []
+    before = None
+    for t, row in enumerate(counts):
+        readings = reading(t, 0, (0, 0), 0, 0)
+        readings["interrupts"] = Interrupts((0, 1, 2, 3), (NicIrq("eth0", "38", "rx", "virtio2-input.0"),), {"38": row})
+        now = snap(before, t, readings)
+        if before is not None:
+            serving.append(nic_rates(before, now)["eth0"].cpus)
+        before = now
+    # on CPU 1, again on 1, on 3 alone, on 0 and 2, on 1 again, on 1 and 0; then nothing: those that ever served it
+    assert serving == [(1,), (1,), (3,), (0, 2), (1,), (0, 1), (0, 1, 2, 3)]
+
+
 def test_no_interrupts_means_no_packets_per_irq():
     a = snap(None, 0, reading(0, 0, (5, 5), 10, 0))
     b = snap(a, 1, reading(1, 0, (5, 5), 10, 0))
