@@ -38,13 +38,14 @@ class Sources:
              probes_file: str | None = None, probes_interval: float = 10.0,
              napi_poll_include: re.Pattern | None = None) -> "Sources":
         proc_root, sys_root, live = Root(procfs), Root(sysfs), is_live(sysfs)
+        nics = NicDirectory(sys_root)
         if live:
             from lxcwatch.sources.netlink import NetlinkLinks  # pyroute2 only where netlink is read
 
             links = NetlinkLinks(sys_root)
         else:
-            links = SysfsLinks(sys_root)
-        sources = cls(proc_root, sys_root, live, NicDirectory(sys_root), links, KernelThreads(proc_root))
+            links = SysfsLinks(sys_root, nics)
+        sources = cls(proc_root, sys_root, live, nics, links, KernelThreads(proc_root))
         sources.lxc = sources.lxc_host(lxc_paths, probes_file, probes_interval)
         sources.napi_polls = PerfNapiPolls() if live else TreeNapiPolls(proc_root)
         sources.napi_poll_include = napi_poll_include

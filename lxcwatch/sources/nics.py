@@ -68,6 +68,11 @@ class NicDirectory:
             self._read_in = sample
             return self.nics
 
+    def names(self) -> tuple[str, ...]:
+        """The interfaces in class/net, as listed for this sample's reading (`current`)."""
+        self.current()
+        return self._names
+
     def _rebound(self) -> bool:
         for nic in self.nics.values():
             driver = self.sysfs.link_name(CLASS_NET, nic.name, "device", "driver")
