@@ -20,7 +20,7 @@ def run(command: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 def test_make_bench_runs_beside_node_exporter():
-    """`make bench` (~6 min): both exporters read the whole tree, every target has its verdict."""
+    """`make bench` (~8 min): both exporters read the whole tree, every target has its verdict."""
     out = run("make bench", 1800)
     assert re.search(r"^\| Devices seen \(link_info / node_network_info\) \| 1013 \| 1013 \|", out.stdout, re.M), out.stdout
     for client in (r"wrk \(C, one thread\)", "50 Python threads"):  # the agent's figure, and test_load.py's load
