@@ -50,10 +50,8 @@ class Result:
 
     name: str
     version: str = ""
-    cpu_per_sample: float | None = None  # lxcwatch only: sampling with nobody scraping; median of the rounds
-    cpu_per_scrape: float | None = None  # scrapes paced at the sample interval, sampling cost removed; median
-    sample_rounds: list[float] = field(default_factory=list)  # lxcwatch only: CPU per sample in each round
-    scrape_rounds: list[float] = field(default_factory=list)  # CPU per scrape in each round
+    sample_rounds: list[float] = field(default_factory=list)  # lxcwatch only: CPU per sample, nobody scraping
+    scrape_rounds: list[float] = field(default_factory=list)  # scrapes paced at the sample interval, sampling removed
     latencies: list[float] = field(default_factory=list)
     rss_warm: int = 0
     rss_end: int = 0
@@ -63,6 +61,14 @@ class Result:
     gzip_bytes: int = 0
     devices: int = 0  # distinct device labels seen (sanity check that the tree was read)
     concurrent: dict = field(default_factory=dict)  # lxcwatch only: "wrk" / "threads" (back to back), "paced"
+
+    @property
+    def cpu_per_sample(self) -> float | None:
+        return statistics.median(self.sample_rounds) if self.sample_rounds else None
+
+    @property
+    def cpu_per_scrape(self) -> float | None:
+        return statistics.median(self.scrape_rounds) if self.scrape_rounds else None
 
     @property
     def cpu_per_cycle(self) -> float:
@@ -321,38 +327,37 @@ class Running:
 
 
 @contextlib.contextmanager
-def lxcwatch_running(cmd: list[str], tree: Path, args: argparse.Namespace, workdir: Path) -> Iterator[Running]:
-    port, log = free_port(), workdir / "lxcwatch.log"
-    url = f"http://127.0.0.1:{port}/metrics"
+def running(name: str, cmd: list[str], flags: list[str], port: int, args: argparse.Namespace, workdir: Path,
+            env: dict[str, str] | None = None) -> Iterator[Running]:
+    """`cmd` + `flags` started and warmed up, listening on `port`; stopped on the way out."""
+    log = workdir / f"{name}.log"
+    version = subprocess.run(cmd + ["--version"], capture_output=True, text=True, env=env, timeout=60)
+    proc = start(cmd + flags, log, env)
+    try:
+        first_line = (version.stdout + version.stderr).strip().splitlines()[0]
+        yield warmed(Running(Result(name, first_line), proc, f"http://127.0.0.1:{port}/metrics"), log, args)
+    finally:
+        stop(proc)
+
+
+def lxcwatch_running(cmd: list[str], tree: Path, args: argparse.Namespace, workdir: Path):
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     flags = [f"--path.procfs={tree / 'proc'}", f"--path.sysfs={tree / 'sys'}", f"--path.lxc={tree / 'var' / 'lib' / 'lxc'}",
              f"--web.listen-address=127.0.0.1:{port}", f"--sample.interval={args.interval:g}s",
              # all the concurrent scrapers at once are the load measured; the default (40) would answer some 503
              f"--web.max-requests={max(40, args.concurrent)}"]
-    version = subprocess.run(cmd + ["--version"], capture_output=True, text=True, env=env, timeout=60).stdout
-    proc = start(cmd + flags, log, env)
-    try:
-        yield warmed(Running(Result("lxcwatch", version.strip()), proc, url), log, args)
-    finally:
-        stop(proc)
+    return running("lxcwatch", cmd, flags, port, args, workdir, env)
 
 
-@contextlib.contextmanager
-def node_exporter_running(tree: Path, args: argparse.Namespace, workdir: Path) -> Iterator[Running]:
-    port, log = free_port(), workdir / "node_exporter.log"
-    url = f"http://127.0.0.1:{port}/metrics"
-    cmd = [args.node_exporter, f"--web.listen-address=127.0.0.1:{port}",
-           f"--path.procfs={tree / 'proc'}", f"--path.sysfs={tree / 'sys'}", "--collector.disable-defaults",
-           "--collector.softnet", "--collector.interrupts", "--collector.stat", "--collector.netclass",
-           # 1.5 reads counters over netlink by default: that would be this machine's links, not the tree's.
-           "--collector.netdev", "--no-collector.netdev.netlink"]
-    version = subprocess.run([args.node_exporter, "--version"], capture_output=True, text=True, timeout=60)
-    proc = start(cmd, log)
-    try:
-        name = (version.stdout + version.stderr).splitlines()[0].strip()
-        yield warmed(Running(Result("node_exporter", name), proc, url), log, args)
-    finally:
-        stop(proc)
+def node_exporter_running(tree: Path, args: argparse.Namespace, workdir: Path):
+    port = free_port()
+    flags = [f"--web.listen-address=127.0.0.1:{port}",
+             f"--path.procfs={tree / 'proc'}", f"--path.sysfs={tree / 'sys'}", "--collector.disable-defaults",
+             "--collector.softnet", "--collector.interrupts", "--collector.stat", "--collector.netclass",
+             # 1.5 reads counters over netlink by default: that would be this machine's links, not the tree's.
+             "--collector.netdev", "--no-collector.netdev.netlink"]
+    return running("node_exporter", [args.node_exporter], flags, port, args, workdir)
 
 
 def warmed(exporter: Running, log: Path, args: argparse.Namespace) -> Running:
@@ -394,9 +399,6 @@ def cpu_rounds(lx: Running, ne: Running, args: argparse.Namespace) -> None:
         cpu = cpu_over(ne.proc.pid, lambda: paced_scrapes(ne.url, args.samples, args.interval))
         ne.result.scrape_rounds.append(cpu / args.samples)
         progress(f"round {r}/{args.rounds}: node_exporter, {ne.result.scrape_rounds[-1] * 1000:.1f} ms CPU per scrape")
-    lx.result.cpu_per_sample = statistics.median(lx.result.sample_rounds)
-    lx.result.cpu_per_scrape = statistics.median(lx.result.scrape_rounds)
-    ne.result.cpu_per_scrape = statistics.median(ne.result.scrape_rounds)
 
 
 def lxcwatch_load(lx: Running, args: argparse.Namespace, workdir: Path) -> None:
@@ -602,10 +604,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scrape-interval", type=float, default=15.0,
                         help="Prometheus scrape interval assumed for the average-CPU row (default 15)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of warm-up before measuring")
-    parser.add_argument("--cpus", type=int, default=128)
-    parser.add_argument("--nics", type=int, default=8)
-    parser.add_argument("--queues", type=int, default=32)
-    parser.add_argument("--veths", type=int, default=1000)
+    parser.add_argument("--cpus", type=int, default=128, help="CPUs of the tree (default 128)")
+    parser.add_argument("--nics", type=int, default=8, help="physical NICs (default 8)")
+    parser.add_argument("--queues", type=int, default=32, help="queue vectors per NIC (default 32)")
+    parser.add_argument("--veths", type=int, default=1000, help="host-side veths, on four bridges (default 1000)")
     parser.add_argument("--containers", type=int, default=0, help="running LXC containers, one per veth (default 0)")
     parser.add_argument("--concurrent", type=int, default=50, help="scrapers at once for the concurrency rows (0: none)")
     parser.add_argument("--concurrent-seconds", type=float, default=20.0, help="length of each concurrency window")

@@ -13,8 +13,6 @@ ARGS = argparse.Namespace(interval=1.0, scrape_interval=15.0)
 def results(lx_samples: list[float], lx_scrapes: list[float], ne_scrapes: list[float]):
     lx = bench.Result("lxcwatch", sample_rounds=lx_samples, scrape_rounds=lx_scrapes, rss_warm=50 << 20, rss_end=50 << 20)
     ne = bench.Result("node_exporter", scrape_rounds=ne_scrapes)
-    lx.cpu_per_sample, lx.cpu_per_scrape = sorted(lx_samples)[1], sorted(lx_scrapes)[1]
-    ne.cpu_per_scrape = sorted(ne_scrapes)[1]
     return lx, ne
 
 
