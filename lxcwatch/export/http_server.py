@@ -19,6 +19,7 @@ from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
 from lxcwatch.export.http_metrics import HttpCounters
+from lxcwatch.threads import name_thread
 
 log = logging.getLogger("lxcwatch.http")
 
@@ -30,7 +31,8 @@ MAX_HEAD_BYTES = 16384  # request line and headers (Prometheus sends ~300 bytes)
 WORKERS = 4  # threads that authenticate, render, compress and start writing, all started with the server
 BACKLOG = 128  # 5 (socketserver's) overflowed under 50 concurrent scrapers: SYN retries of 1-3 s (performance.md)
 LOG_EVERY = 60.0  # seconds between two log lines about the same reason
-TICK = 0.1  # seconds between two looks for expired timeouts: their precision
+TICK = 0.1  # seconds between two looks for expired timeouts at least: their precision
+INFINITY = float("inf")
 REASONS = {  # connections the agent refused or cut off, by reason
     "idle_timeout": "no new request within --web.idle-timeout",
     "request_timeout": "request headers not complete within --web.request-timeout",
@@ -163,6 +165,7 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._stopping = False
+        self._due = INFINITY  # when the loop looks next for expired deadlines and paused listeners
         self._max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self._threads: list[threading.Thread] = []
 
@@ -194,13 +197,13 @@ class Server:
     # The loop's thread
 
     def _loop(self) -> None:
-        next_tick = time.monotonic() + TICK
+        name_thread("http")
         while not self._stopping:
             try:
-                # Nothing that can time out (no connection, no listener paused): sleep until a client or the wake
-                # pipe, instead of ten looks a second on an idle agent.
-                idle = not self._open and all(when == float("inf") for when in self._paused.values())
-                events = self._selector.select(None if idle else max(0.0, next_tick - time.monotonic()))
+                # Asleep until a client, the wake pipe or the next deadline: a kept-alive connection (Prometheus keeps
+                # its own) is due in --web.idle-timeout, and ten looks a second for it cost ~1 ms of CPU a second.
+                due = self._due
+                events = self._selector.select(None if due == INFINITY else max(0.0, due - time.monotonic()))
                 for key, mask in events:
                     if key.data == "listener":
                         self._accept(key.fileobj)
@@ -209,8 +212,7 @@ class Server:
                     else:
                         self._ready(key.data, mask)
                 now = time.monotonic()
-                if now >= next_tick:
-                    next_tick = now + TICK
+                if now >= self._due:
                     self._tick(now)
             except Exception:  # noqa: BLE001  (a bug must not stop serving, and is logged in the agent's format)
                 log.exception("http server error")
@@ -305,14 +307,22 @@ class Server:
                 "err": error.strerror, "max_fds": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
                 "connections": len(self._open)})
         self._paused[listener] = time.monotonic() + 1.0
+        self._due = min(self._due, self._paused[listener])
 
     def _tick(self, now: float) -> None:
         for listener, when in list(self._paused.items()):
             if now >= when and listener.fileno() >= 0:
-                self._paused[listener] = float("inf")  # until accept() says how it went
+                self._paused[listener] = INFINITY  # until accept() says how it went
                 self._selector.register(listener, selectors.EVENT_READ, "listener")
         for conn in [c for c in self._open if c.deadline <= now]:
             self._cut(conn, conn.reason)
+        # The next look: at the earliest deadline, and TICK apart at most ten a second (their precision).
+        self._due = max(now + TICK, min([c.deadline for c in self._open] + list(self._paused.values()), default=INFINITY))
+
+    def _deadline(self, conn: _Connection, seconds: float, reason: str, now: float | None = None) -> None:
+        """`conn` is cut for `reason` unless it moves on within `seconds`."""
+        conn.deadline, conn.reason = (time.monotonic() if now is None else now) + seconds, reason
+        self._due = min(self._due, conn.deadline)
 
     def _wait(self, conn: _Connection, now: float) -> None:
         """`conn` waits for the client: a TLS handshake or a (next) request."""
@@ -320,11 +330,11 @@ class Server:
         self._waiting[conn] = None  # to the end: the longest-waiting connection is evicted first
         timeout = self.limits.request_timeout
         if conn.state == "handshake":
-            conn.deadline, conn.reason = now + timeout, "tls_handshake_timeout"
+            self._deadline(conn, timeout, "tls_handshake_timeout", now)
         elif conn.first:
-            conn.deadline, conn.reason = now + timeout, "request_timeout"
+            self._deadline(conn, timeout, "request_timeout", now)
         else:
-            conn.deadline, conn.reason = now + self.limits.idle_timeout, "idle_timeout"
+            self._deadline(conn, self.limits.idle_timeout, "idle_timeout", now)
 
     def _ready(self, conn: _Connection, mask: int) -> None:
         if conn.state == "handshake":
@@ -376,7 +386,7 @@ class Server:
             if len(buffer) > MAX_HEAD_BYTES:
                 self._respond(conn, "GET", _text(431, "request headers too large\n"), False, "HTTP/1.1", "bad_request")
             elif buffer and conn.reason != "request_timeout":  # a request began: it has request_timeout to finish
-                conn.deadline, conn.reason = time.monotonic() + self.limits.request_timeout, "request_timeout"
+                self._deadline(conn, self.limits.request_timeout, "request_timeout")
             return
         head = bytes(buffer[:end])
         del buffer[:end + 4]
@@ -400,7 +410,7 @@ class Server:
         with self._lock:
             self.in_flight += 1
         conn.counted = True
-        conn.state, conn.deadline = "busy", float("inf")
+        conn.state, conn.deadline = "busy", INFINITY
         self._selector.unregister(conn.sock)
         self._jobs.put((conn, request, keep, version))
 
@@ -415,7 +425,7 @@ class Server:
         self._answered(response.status)
         conn.state = "write"
         self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
-        conn.deadline, conn.reason = time.monotonic() + self.limits.request_timeout, "write_timeout"
+        self._deadline(conn, self.limits.request_timeout, "write_timeout")
         self._write(conn)
 
     def _write(self, conn: _Connection) -> None:
@@ -466,7 +476,7 @@ class Server:
                 continue
             conn.state = "write"
             self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
-            conn.deadline, conn.reason = time.monotonic() + self.limits.request_timeout, "write_timeout"
+            self._deadline(conn, self.limits.request_timeout, "write_timeout")
             if not conn.out:
                 self._written(conn)
             # else: the loop writes the rest as the client takes it
@@ -474,6 +484,7 @@ class Server:
     # The workers' threads
 
     def _work(self) -> None:
+        name_thread(threading.current_thread().name)
         while (job := self._jobs.get()) is not None:
             conn, request, keep, version = job
             failed = False

@@ -518,3 +518,13 @@ def test_parser_returns_or_raises_parse_error(parse, text):
         parse(text)
     except ParseError:
         pass
+
+
+def test_net_dev_rows_whose_miscounts_balance_are_not_read_as_columns():
+    """One row a counter short and the next one over: the token count of the whole text is right, the rows are not."""
+    text = ("Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n"
+            "  eth0: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15\n"
+            "  eth1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n")
+    with pytest.raises(ParseError) as caught:
+        net_dev.parse(text)
+    assert str(caught.value) == "net/dev:3: eth0: expected 16 counters, found 15"
