@@ -1,7 +1,7 @@
 """interrupts: the hard interrupts of each NIC's vectors, /proc/interrupts rows matched to the NICs' IRQs."""
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxcwatch.collectors import Collector
 from lxcwatch.core.counters import EMPTY, advance_rows
@@ -15,6 +15,7 @@ class Interrupts:
     cpus: tuple[int, ...]
     nic_irqs: tuple[NicIrq, ...]
     counts: dict[str, tuple[int, ...]]  # irq -> raw 32-bit count per CPU (in `cpus` order), NIC IRQs only
+    hot: dict[str, int] = field(default_factory=dict)  # irq -> the column the parser saw change last (IrqRow.hot)
 
 
 def read(s):
@@ -30,7 +31,9 @@ def read(s):
     if any(parsed.rows[i.irq].counts is None for i in nic_irqs):  # some were found by name only
         parsed = interrupts.parse(text, {i.irq for i in nic_irqs}, s.interrupts, tails=False)
     s.interrupts = parsed
-    return Interrupts(parsed.cpus, nic_irqs, {i.irq: parsed.rows[i.irq].counts for i in nic_irqs})
+    rows = parsed.rows
+    return Interrupts(parsed.cpus, nic_irqs, {i.irq: rows[i.irq].counts for i in nic_irqs},
+                      {i.irq: rows[i.irq].hot for i in nic_irqs if rows[i.irq].hot is not None})
 
 
 def _assign_cached(s, nics, parsed, text: str) -> tuple:
@@ -67,12 +70,14 @@ def _capture_device(sysfs, device: str) -> None:
 
 
 def merge(prev, reading: Interrupts | None) -> dict:
-    """irqs: irq -> total over CPUs, widened from 32 bits per CPU; the raw rows are kept for the next sample."""
+    """irqs: irq -> total over CPUs, widened from 32 bits per CPU; the raw rows are kept for the next sample, and
+    irq_hot, where each row changed last: a hint for core/rates.py, never a count."""
     p = prev.fields if prev else {"irqs": EMPTY, "irq_cpus": (), "irq_rows": {}}
     if reading is None:
-        return {"nic_irqs": (), "irqs": p["irqs"], "irq_cpus": p["irq_cpus"], "irq_rows": p["irq_rows"]}
+        return {"nic_irqs": (), "irqs": p["irqs"], "irq_cpus": p["irq_cpus"], "irq_rows": p["irq_rows"], "irq_hot": {}}
     irqs = advance_rows(p["irqs"], p["irq_cpus"], p["irq_rows"], reading.cpus, reading.counts)
-    return {"nic_irqs": reading.nic_irqs, "irq_cpus": reading.cpus, "irq_rows": reading.counts, "irqs": irqs}
+    return {"nic_irqs": reading.nic_irqs, "irq_cpus": reading.cpus, "irq_rows": reading.counts, "irqs": irqs,
+            "irq_hot": reading.hot}
 
 
 def render(s, view):

@@ -77,16 +77,24 @@ def test_nic_rates_over_the_receiving_vectors_and_their_cpus():
     assert c.softirq_share == pytest.approx(0.25)  # 50 ticks = 0.5 s of 2 s
 
 
-def test_serving_cpus_follow_an_irq_to_other_cpus_at_once():
-    """rates checks first the column in which each IRQ moved last (core/rates.py): an IRQ that irqbalance moves, or
-    that fires on two CPUs, must show its new CPUs in the very next interval."""
+@pytest.mark.parametrize("hints", [
+    pytest.param(None, id="no-hint"),
+    pytest.param([None, 1, 1, 3, 2, 1, 1, 1], id="parser-hint"),  # the last column whose text changed, as the parser says
+    pytest.param([1] * 8, id="stale-hint"),
+    pytest.param([9] * 8, id="hint-out-of-range"),
+])
+def test_serving_cpus_follow_an_irq_to_other_cpus_at_once(hints):
+    """rates checks first the column the parser saw each IRQ's row change in last (core/rates.py): a hint that must
+    never change the result. An IRQ that irqbalance moves, or that fires on two CPUs, shows its new CPUs in the very
+    next interval."""
     counts = [(0, 0, 0, 0), (0, 5, 0, 0), (0, 9, 0, 0), (0, 9, 0, 4), (2, 9, 1, 4), (2, 10, 1, 4), (3, 11, 1, 4),
               (3, 11, 1, 4)]
     serving = []
     before = None
     for t, row in enumerate(counts):
         readings = reading(t, 0, (0, 0), 0, 0)
-        readings["interrupts"] = Interrupts((0, 1, 2, 3), (NicIrq("eth0", "38", "rx", "virtio2-input.0"),), {"38": row})
+        hot = {"38": hints[t]} if hints and hints[t] is not None else {}
+        readings["interrupts"] = Interrupts((0, 1, 2, 3), (NicIrq("eth0", "38", "rx", "virtio2-input.0"),), {"38": row}, hot)
         now = snap(before, t, readings)
         if before is not None:
             serving.append(nic_rates(before, now)["eth0"].cpus)
