@@ -2,6 +2,7 @@
 
 from lxcwatch.collectors import Collector
 from lxcwatch.core.family import Family, gauge
+from lxcwatch.core.memo import LastResult
 
 
 def read(s):
@@ -37,22 +38,12 @@ def merge(prev, reading) -> dict:
     return {"links": reading or {}}
 
 
-# The last rendering, as [(view, every link, the families)]. Links change seldom (a container starts, a flag flips),
-# and an equal table renders to equal families: 1.3 ms per new snapshot on 1013 links (bench/breakdown.py).
-_last: list[tuple] = [(None, None, ())]
-
-
 def render(s, view):
-    table = list(s.links.values())
-    last_view, last_table, families = _last[0]
-    if last_view != view or last_table != table:  # a list comparison in C, link by link
-        families = _families(table, view)
-        _last[0] = view, table, families
     # New Family objects on the same sample lists: a caller may change a family, not its samples.
-    return [Family(f.name, f.type, f.help, f.labels, f.samples) for f in families]
+    return [Family(f.name, f.type, f.help, f.labels, f.samples) for f in _families_of(view, list(s.links.values()))]
 
 
-def _families(table, view) -> tuple[Family, ...]:
+def _families(view, table) -> tuple[Family, ...]:
     exported = view.device_filter("links")
     links = sorted((link for link in table if exported(link.name)), key=lambda link: link.name)
     promiscuous = gauge("link_promiscuous", "1 if the link is effectively promiscuous (IFF_PROMISC, also when a bridge or tcpdump set it).", ["device"])
@@ -75,6 +66,11 @@ def _families(table, view) -> tuple[Family, ...]:
     bridge_ports = gauge("bridge_ports", "Links attached to this bridge.", ["bridge"])
     bridge_ports.samples = [((link.name,), ports.get(link.name, 0)) for link in links if link.kind == "bridge"]
     return promiscuous, promiscuity, up, info, bridge_ports
+
+
+# Links change seldom (a container starts, a flag flips), and an equal table renders to equal families: 1.3 ms per
+# new snapshot on 1013 links (bench/breakdown.py).
+_families_of = LastResult(_families)
 
 
 COLLECTOR = Collector("links", 50, read, merge, render, capture=capture,

@@ -2,6 +2,7 @@
 
 from lxcwatch.collectors import Collector
 from lxcwatch.core.family import Columns, counter
+from lxcwatch.core.memo import LastResult
 from lxcwatch.kernel import net_dev
 
 NETDEV = (
@@ -25,18 +26,17 @@ def merge(prev, reading) -> dict:
     return {"netdev": reading or {}}
 
 
-# The last device list, as [(devices as read, the device filter, the label values of those exported)]: the same
-# links from sample to sample, sorted and filtered once (0.35 ms per new snapshot on 1013 links, timeit).
-_last: list[tuple] = [(None, None, ())]
+def _exported(exported, devices: list[str]) -> tuple[tuple[str], ...]:
+    """The label values of the devices exported, sorted."""
+    return tuple((name,) for name in sorted(filter(exported, devices)))
+
+
+# The same links from sample to sample: sorted and filtered once (0.35 ms per new snapshot on 1013 links, timeit).
+_exported_keys = LastResult(_exported)
 
 
 def render(s, view):
-    exported = view.device_filter("netdev")
-    devices = list(s.netdev)
-    last_devices, last_filter, keys = _last[0]
-    if last_filter != exported or last_devices != devices:
-        keys = tuple((name,) for name in sorted(filter(exported, devices)))
-        _last[0] = devices, exported, keys
+    keys = _exported_keys(view.device_filter("netdev"), list(s.netdev))
     # One column per counter, no pair per series: 8 x 1013 series move every sample on the bench tree.
     columns = dict(zip(net_dev.NetDevCounters._fields, zip(*[s.netdev[name] for name, in keys])))
     for field, doc in NETDEV:
