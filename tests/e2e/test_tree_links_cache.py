@@ -49,9 +49,10 @@ class Tree:
         return getattr(reading, "reading", reading)
 
     def fresh(self) -> dict:
-        reader = SysfsLinks(self.root)
+        nics = NicDirectory(self.root)
+        reader = SysfsLinks(self.root, nics)
         try:
-            reading = reader.read(NicDirectory(self.root).current())
+            reading = reader.read(nics.current())
             return getattr(reading, "reading", reading)
         finally:
             reader.close()

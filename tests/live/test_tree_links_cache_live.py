@@ -26,8 +26,8 @@ def test_tree_mode_on_a_kernel_sysfs_sees_every_change_of_a_veth():
     subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
     try:
         sysfs = Root("/sys")
-        links = SysfsLinks(sysfs)  # tree mode on the kernel's own sysfs, as with --path.sysfs=/host/sys
         nics = NicDirectory(sysfs)
+        links = SysfsLinks(sysfs, nics)  # tree mode on the kernel's own sysfs, as with --path.sysfs=/host/sys
         assert links.read(nics.current())[a].promiscuous is False
         subprocess.run(["ip", "link", "set", a, "promisc", "on"], check=True)
         assert links.read(nics.current())[a].promiscuous is True
