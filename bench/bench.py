@@ -155,6 +155,13 @@ def scrape(url: str, gzip: bool = True) -> tuple[float, bytes]:
     return elapsed, body
 
 
+def hang_up(url: str) -> None:
+    """Close this thread's kept-alive connection to the exporter at `url`, if it has one."""
+    conn = _connections.__dict__.get("by_host", {}).pop(urllib.parse.urlsplit(url).netloc, None)
+    if conn is not None:
+        conn.close()
+
+
 def wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:

@@ -47,3 +47,10 @@ def test_the_profile_names_where_the_time_goes():
                  "scrape of a snapshot already served"):
         assert re.search(rf"^\s+[\d.]+\s+{re.escape(step)}", out.stdout, re.M), step
     assert "Ordered by: internal time" in out.stdout  # cProfile's table
+
+
+def test_the_threads_table_names_each_thread():
+    out = run(".venv/bin/python bench/threads.py", 300)
+    rows = dict(re.findall(r"^\| (\S+) \| ([\d.]+) \| [\d.]+ \| [\d.]+ \|$", out.stdout, re.M))
+    assert {"reader", "sampler", "http", "http-worker-N", "main"} <= set(rows), out.stdout
+    assert float(rows["reader"]) > 0, out.stdout  # the collectors read there, counters moving, nobody connected
