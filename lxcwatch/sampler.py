@@ -84,7 +84,8 @@ class _Reader:
                 with batch.lock:
                     if batch.abandoned:
                         break
-                    read.started, read.thread, read.native_id = time.monotonic(), threading.get_ident(), threading.get_native_id()
+                    read.started, read.thread = time.monotonic(), threading.get_ident()
+                    read.native_id = threading.get_native_id()
                 read.run(batch.sources)
             if batch.abandoned:
                 name_thread("reader")  # back from a stuck read that the sampler named
