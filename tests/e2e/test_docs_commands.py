@@ -69,6 +69,8 @@ WHERE = {
     ("docs/performance.md", "make bench-scaling"): "test_bench_commands.py::test_make_bench_scaling_measures_every_size",
     ("docs/performance.md", ".venv/bin/python bench/breakdown.py --cprofile"):
         "test_bench_commands.py::test_the_profile_names_where_the_time_goes",
+    ("docs/performance.md", ".venv/bin/python bench/threads.py"):
+        "test_bench_commands.py::test_the_threads_table_names_each_thread",
     ("docs/performance.md", 'make bench ARGS="--cpus 32 --nics 2 --queues 8 --veths 100 --containers 100"'):
         "not run: `make bench` on the typical host's tree; the same program on the bench tree runs "
         "(test_bench_commands.py::test_make_bench_runs_beside_node_exporter)",
