@@ -6,6 +6,7 @@ Usage: .venv/bin/python bench/threads.py [--seconds N]"""
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -13,8 +14,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
 import synthetic_host  # noqa: E402
-from bench import REPO, Counters, free_port, hang_up, scrape, start, stop, wait_ready  # noqa: E402
+from bench import hang_up, scrape  # noqa: E402
 
 WINDOWS = ("nobody connected", "kept-alive, idle", "one scrape a second")
 
@@ -54,27 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20, help="length of each window (default 20)")
     args = parser.parse_args(argv)
+    tree_args = bench.parse_args([])  # bench.py's tree, flags and warm-up
     workdir = Path(tempfile.mkdtemp(prefix="lxcwatch-threads-"))
-    agent = None
     try:
         tree = workdir / "host"
-        host = synthetic_host.build(str(tree), 128, 8, 32, 1000, 0)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/metrics"
-        with Counters(str(tree), host, 0.5):
-            agent = start([sys.executable, "-m", "lxcwatch", f"--path.procfs={tree / 'proc'}",
-                           f"--path.sysfs={tree / 'sys'}", f"--path.lxc={tree / 'var' / 'lib' / 'lxc'}",
-                           f"--web.listen-address=127.0.0.1:{port}"], workdir / "lxcwatch.log",
-                          dict(os.environ, PYTHONPATH=str(REPO)))
-            wait_ready(url, agent, workdir / "lxcwatch.log")
-            time.sleep(3)  # past the first samples' start-up work
+        host = synthetic_host.build(str(tree), tree_args.cpus, tree_args.nics, tree_args.queues, tree_args.veths, 0)
+        with bench.Counters(str(tree), host, tree_args.interval / 2), \
+                bench.lxcwatch_running(shlex.split(tree_args.lxcwatch), tree, tree_args, workdir) as agent:
             figures = []
             for which in WINDOWS:
                 if which == WINDOWS[0]:
-                    hang_up(url)
-                figures.append(window(agent.pid, url, args.seconds, which))
+                    hang_up(agent.url)
+                figures.append(window(agent.proc.pid, agent.url, args.seconds, which))
     finally:
-        stop(agent)
         shutil.rmtree(workdir, ignore_errors=True)
     names = sorted({n for f in figures for n in f}, key=lambda n: -max(f.get(n, 0.0) for f in figures))
     print(f"CPU ms per second of each thread, windows of {args.seconds} s (/proc/PID/task/TID/schedstat)\n")
